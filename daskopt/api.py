@@ -1,0 +1,156 @@
+"""The Python entry points: :func:`optimize` and the optuna-distributed style :func:`from_study`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import optuna
+from distributed import Client, LocalCluster
+from optuna.distributions import BaseDistribution
+
+from daskopt.engine.config import Callback, EngineConfig
+from daskopt.engine.loop import Engine
+from daskopt.engine.repeats import expand_repeats
+from daskopt.engine.slots import check_resources, cluster_slots
+
+Objective = Callable[[Any], Any]
+
+
+def optimize(
+    study: optuna.Study,
+    objective: Objective,
+    *,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    client: Client | None = None,
+    n_concurrent: int | None = None,
+    catch: Iterable[type[Exception]] | type[Exception] = (Exception,),
+    callbacks: Sequence[Callback] = (),
+    max_retries: int = 0,
+    trial_timeout: float | None = None,
+    search_space: dict[str, BaseDistribution] | None = None,
+    repeats: int = 0,
+    seed_base: int = 0,
+    report_last_n: int | None = None,
+    resources: dict[str, float] | None = None,
+    show_progress_bar: bool = True,
+    heartbeat_timeout: float = 60.0,
+) -> optuna.Study:
+    """Run ``objective`` on a Dask cluster, each trial a Dask task, and return ``study``.
+
+    Args:
+        study: any Optuna study; its sampler, pruner and storage are used as they are.
+        objective: a function of one ``optuna.Trial``-compatible argument, as for ``study.optimize``.
+        n_trials: trial outcomes to produce in this call (retried attempts are not counted).
+            ``None`` with no ``timeout`` runs until Ctrl-C or ``study.stop()``.
+        timeout: seconds; at the deadline running trials are cancelled (PRUNED when they reported,
+            else FAIL with the reason) and the call returns.
+        client: a Dask client; ``None`` uses the current default client, or starts a ``LocalCluster``
+            for this call.
+        n_concurrent: trials in flight; defaults to the cluster's worker threads.
+        catch: exception types that FAIL the trial and let the study go on. Unlike Optuna, the default
+            catches every ``Exception``; pass ``catch=()`` to stop the study at the first error (then an
+            :class:`~daskopt.errors.ObjectiveError` is raised).
+        callbacks: ``callback(study, frozen_trial)`` after each trial ends, on the client.
+        max_retries: a trial whose worker died (or went silent) is re-run with the same parameters up
+            to this many times; the retry carries ``retry_of`` and ``attempt`` user attributes.
+        trial_timeout: seconds; a trial running longer is told to stop and recorded as FAIL.
+        search_space: declared parameters, sampled in the loop at ask time and shipped with the trial
+            (no round trip per ``suggest_*``).
+        repeats: run every enqueued configuration this many times with seeds ``seed_base + repeat``
+            (``trial.user_attrs["seed"]``), pruning off.
+        report_last_n: when the objective returns ``None``, its value is the mean of its last
+            ``report_last_n`` reported values.
+        resources: Dask resources each trial task requests (e.g. ``{"GPU_SLOT": 1}``).
+        show_progress_bar: a live line on a terminal; nothing is printed when not a terminal.
+        heartbeat_timeout: seconds without a word from a running trial before it is declared lost.
+    """
+    catch_types = (catch,) if isinstance(catch, type) else tuple(catch)
+    with _client_for(client) as active:
+        check_resources(active, resources)
+        config = EngineConfig(
+            n_concurrent=n_concurrent or cluster_slots(active),
+            n_trials=n_trials,
+            timeout=timeout,
+            catch=catch_types,
+            callbacks=tuple(callbacks),
+            max_retries=max_retries,
+            trial_timeout=trial_timeout,
+            search_space=search_space,
+            report_last_n=report_last_n,
+            show_progress=show_progress_bar,
+            heartbeat_timeout=heartbeat_timeout,
+            resources=resources,
+        )
+        expand_repeats(study, repeats, seed_base)
+        _run(Engine(study, objective, active, config))
+    return study
+
+
+@contextlib.contextmanager
+def _client_for(client: Client | None) -> Iterator[Client]:
+    """The given client, the default one, or a private ``LocalCluster`` closed afterwards."""
+    if client is not None:
+        yield client
+        return
+    try:
+        from distributed import default_client
+
+        yield default_client()
+        return
+    except ValueError:
+        pass
+    with LocalCluster(processes=True, threads_per_worker=1, dashboard_address=":0") as cluster:
+        with Client(cluster) as local:
+            yield local
+
+
+def _run(engine: Engine) -> None:
+    """Run the engine's event loop here, or on a helper thread when this thread already has one."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(engine.run())
+        return
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(engine.run())
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="daskopt-engine")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+class DistributedStudy:
+    """``from_study(study, client)``: the same study, optimized on Dask (optuna-distributed's API).
+
+    Attribute access falls through to the wrapped ``optuna.Study``.
+    """
+
+    def __init__(self, study: optuna.Study, client: Client | None = None) -> None:
+        self._study = study
+        self._client = client
+
+    def optimize(self, objective: Objective, n_trials: int | None = None, **kwargs: Any) -> optuna.Study:
+        return optimize(self._study, objective, n_trials=n_trials, client=self._client, **kwargs)
+
+    def into_study(self) -> optuna.Study:
+        return self._study
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+
+def from_study(study: optuna.Study, client: Client | None = None) -> DistributedStudy:
+    """Wrap ``study`` so that ``.optimize(objective, n_trials=...)`` runs its trials on Dask."""
+    return DistributedStudy(study, client)

@@ -1,0 +1,51 @@
+"""The engine's settings, resolved once from ``optimize()``'s arguments (or a study file)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+
+Callback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What the loop needs to know besides the study, the objective and the client.
+
+    ``n_trials`` counts trials that reach a final outcome in this call; a lost attempt that is retried
+    does not count (its retry does), so a study asked for 100 trials gets 100 outcomes.
+    """
+
+    n_concurrent: int
+    n_trials: int | None = None
+    timeout: float | None = None
+    catch: tuple[type[BaseException], ...] = (Exception,)
+    callbacks: Sequence[Callback] = ()
+    max_retries: int = 0
+    trial_timeout: float | None = None
+    search_space: dict[str, BaseDistribution] | None = None
+    report_last_n: int | None = None
+    show_progress: bool = True
+    heartbeat_s: float = 5.0
+    heartbeat_timeout: float = 60.0
+    channel_host: str | None = None
+    resources: dict[str, float] | None = None
+    task_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("n_concurrent", self.n_concurrent, 1),
+            ("n_trials", self.n_trials, 1),
+            ("max_retries", self.max_retries, 0),
+            ("report_last_n", self.report_last_n, 1),
+        ]
+        for name, value, minimum in checks:
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
+                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+        for name, seconds in (("timeout", self.timeout), ("trial_timeout", self.trial_timeout)):
+            if seconds is not None and not seconds > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {seconds!r}")

@@ -1,0 +1,87 @@
+"""The messages exchanged between a running trial and the engine loop.
+
+Messages travel as msgpack arrays ``[KIND, *fields]`` rather than pickles: the loop never unpickles
+anything a worker sends, and a short array costs a few microseconds to encode. The table below is the
+whole protocol; both ends import their kind constants from here so they cannot drift apart.
+
+Trial -> loop
+    ``[HELLO, token, task_id, has_objective, worker, pid]``   a task started and wants a trial
+    ``[REPORT, step, value]``                                  fire-and-forget intermediate value
+    ``[SUGGEST, request_id, name, distribution_json]``         define-by-run parameter
+    ``[ATTR, key, value]``                                     ``set_user_attr``
+    ``[HEARTBEAT]``                                            the task is alive
+    ``[FINISH, state, values, error]``                         ``error`` is an :class:`ErrorInfo` dict
+
+Loop -> trial
+    ``[ASSIGN, assignment_dict]``     the trial to run (see :class:`Assignment`)
+    ``[STOP]``                        no trial for this task; return at once
+    ``[DECISION, step, prune]``       the pruner's answer for the latest reported step
+    ``[VALUE, request_id, value]``    answer to ``SUGGEST``
+    ``[REFUSED, request_id, message]``  ``SUGGEST`` failed in the loop (e.g. incompatible distribution)
+    ``[CANCEL, reason]``              the loop has ended this trial (study timeout, trial timeout, Ctrl-C)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+HELLO = 1
+REPORT = 2
+SUGGEST = 3
+ATTR = 4
+HEARTBEAT = 5
+FINISH = 6
+
+ASSIGN = 10
+STOP = 11
+DECISION = 12
+VALUE = 13
+REFUSED = 14
+CANCEL = 15
+
+COMPLETE = "COMPLETE"
+PRUNED = "PRUNED"
+FAIL = "FAIL"
+
+
+class ErrorInfo(TypedDict):
+    """Why a trial failed, as the trial saw it: enough to decide ``catch`` without the exception object."""
+
+    type: str  # qualified name of the exception type, e.g. "builtins.ValueError"
+    mro: list[str]  # qualified names of every class in its MRO, to match ``catch`` by subclass
+    message: str  # one line for the trial's ``fail_reason`` user attribute
+    traceback: str
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Everything a task needs to run one trial, sent once in the ``ASSIGN`` message.
+
+    ``params`` holds the values of a declared search space (sampled in the loop at ask time), so those
+    ``suggest_*`` calls cost no round trip. ``objective`` carries the cloudpickled objective only when the
+    worker process does not have it cached yet.
+    """
+
+    number: int
+    params: dict[str, Any]
+    distributions: dict[str, str]  # name -> optuna distribution JSON, for declared parameters
+    user_attrs: dict[str, Any]
+    n_objectives: int
+    datetime_start: str  # ISO format
+    report_last_n: int | None = None
+    prune_enabled: bool = True
+    heartbeat_s: float = 5.0
+    objective: bytes | None = field(default=None, repr=False)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Assignment:
+        return cls(**data)
+
+
+def qualified_name(cls: type) -> str:
+    """``module.QualName`` of a class: the key used to match remote exceptions against ``catch``."""
+    return f"{cls.__module__}.{cls.__qualname__}"

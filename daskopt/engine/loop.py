@@ -1,0 +1,426 @@
+"""The engine loop: the one place that asks, tells and prunes.
+
+It runs on an asyncio event loop in the client process and reacts to three kinds of events:
+messages from trial tasks (over :mod:`~daskopt.engine.channel`), Dask task completions (via
+:mod:`~daskopt.engine.tasks`) and a periodic tick (timeouts, heartbeats, progress). After each event it
+calls :meth:`Engine._fill`, which asks for new trials while slots are free and keeps tasks queued ahead.
+
+Sampling (``study.ask`` and define-by-run suggestions) runs on a dedicated sampler thread, so a slow
+sampler never delays the reports and prune decisions of running trials (DESIGN principle 3). Optuna
+supports ask/tell from several threads on one study (it is how ``n_jobs`` works).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import logging
+import math
+import secrets
+import time
+from collections import deque
+from typing import Any
+
+import cloudpickle
+import optuna
+from distributed import Client, Future
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    distribution_to_json,
+    json_to_distribution,
+)
+from optuna.trial import TrialState
+
+from daskopt.engine import events
+from daskopt.engine.channel import ChannelServer, Connection
+from daskopt.engine.config import EngineConfig
+from daskopt.engine.progress import Progress
+from daskopt.engine.state import Counts, TaskState, TrialRun
+from daskopt.engine.tasks import TaskPool
+from daskopt.errors import ObjectiveError
+
+logger = logging.getLogger("daskopt")
+
+_STATES = {events.COMPLETE: TrialState.COMPLETE, events.PRUNED: TrialState.PRUNED, events.FAIL: TrialState.FAIL}
+TICK_S = 0.25
+
+
+class Engine:
+    """Runs one ``optimize()`` call. Create, then ``await run()`` once."""
+
+    def __init__(self, study: optuna.Study, objective: Any, client: Client, config: EngineConfig) -> None:
+        self.study = study
+        self.client = client
+        self.config = config
+        self._objective_bytes = cloudpickle.dumps(objective)
+        self._digest = hashlib.sha256(self._objective_bytes).hexdigest()
+        self._token = secrets.token_hex(16)
+        self._n_objectives = len(study.directions)
+        self._search_space = {name: distribution_to_json(d) for name, d in (config.search_space or {}).items()}
+        self.counts = Counts()
+        self.running: dict[int, TrialRun] = {}
+        self._ready: deque[TrialRun] = deque()
+        self._waiting: deque[Connection] = deque()
+        self._asking = 0
+        self._stopping: str | None = None
+        self._cancel_running_on_stop = False
+        self._error: ObjectiveError | None = None
+        self._to_decide: set[int] = set()
+        self._sampler = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="daskopt-sampler")
+        self._server = ChannelServer(self._channel_host(), self._on_messages, self._on_closed)
+        self._progress = Progress(config.show_progress, config.n_trials)
+        self._deadline = time.monotonic() + config.timeout if config.timeout else None
+
+    # ------------------------------------------------------------------------------- lifecycle
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._done: asyncio.Future[None] = loop.create_future()
+        address = await self._server.start()
+        self._pool = TaskPool(
+            self.client,
+            loop,
+            address,
+            self._token,
+            self._digest,
+            self._on_task_done,
+            self.config.resources,
+            self.config.task_options,
+        )
+        ticker = asyncio.ensure_future(self._tick_forever())
+        self._progress.start()
+        self._set_in_optimize(True)
+        try:
+            self._fill()
+            await self._done
+        except asyncio.CancelledError:
+            self._stop("interrupted", cancel_running=True)
+            raise
+        finally:
+            ticker.cancel()
+            self._shutdown()
+            await self._server.close()
+            self._sampler.shutdown(wait=True, cancel_futures=True)
+            self._progress.stop(self.counts, len(self.running))
+            self._set_in_optimize(False)
+        if self._error is not None:
+            raise self._error
+
+    def _shutdown(self) -> None:
+        """End everything still open: no trial may stay RUNNING after ``optimize`` returns."""
+        self._stop(self._stopping or "study finished", cancel_running=True)
+        while self._waiting:
+            self._waiting.popleft().send([events.STOP])
+        self._pool.cancel_all()
+
+    def _stop(self, reason: str, cancel_running: bool) -> None:
+        if self._stopping is None:
+            self._stopping = reason
+            logger.info("daskopt: stopping: %s", reason)
+        if cancel_running:
+            self._cancel_running(reason)
+        while self._ready:
+            self._tell(self._ready.popleft(), TrialState.FAIL, reason="study stopped before the trial started")
+        self._fill()
+
+    def _cancel_running(self, reason: str) -> None:
+        for run in list(self.running.values()):
+            if run.conn is not None:
+                run.conn.send([events.CANCEL, reason])
+            reported = run.last_step is not None
+            self._tell(run, TrialState.PRUNED if reported else TrialState.FAIL, reason=f"cancelled: {reason}")
+
+    def _set_in_optimize(self, value: bool) -> None:
+        # lets samplers and callbacks call study.stop() as they would inside study.optimize()
+        local = getattr(self.study, "_thread_local", None)
+        if local is not None:
+            local.in_optimize_loop = value
+        if not value and hasattr(self.study, "_stop_flag"):
+            self.study._stop_flag = False
+
+    def _channel_host(self) -> str:
+        if self.config.channel_host:
+            return self.config.channel_host
+        from urllib.parse import urlparse
+
+        from distributed.utils import get_ip
+
+        host = urlparse(self.client.scheduler.address).hostname or "127.0.0.1"
+        if host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."):
+            return "127.0.0.1"
+        return get_ip(host)
+
+    # ------------------------------------------------------------------------------ the fill step
+    def _unstarted(self) -> float:
+        """Trials this call may still start (asked-but-unassigned included)."""
+        if self._stopping is not None:
+            return self._asking  # each is told FAIL as soon as its ask returns
+        if self.config.n_trials is None:
+            return math.inf
+        return self.config.n_trials - self.counts.finished - len(self.running)
+
+    def _fill(self) -> None:
+        """Ask while a slot is free, hand ready trials to waiting tasks, keep tasks queued ahead."""
+        n = self.config.n_concurrent
+        if self._stopping is None:
+            while (
+                self._asking + len(self._ready) < self._unstarted()
+                and len(self.running) + self._asking + len(self._ready) < n
+            ):
+                self._start_ask()
+        self._assign_ready()
+        unstarted = self._unstarted()
+        if unstarted <= 0:
+            while self._waiting:
+                self._waiting.popleft().send([events.STOP])
+        desired = min(2 * n, len(self.running) + unstarted)
+        if desired > self._pool.outstanding:
+            self._pool.submit(int(desired - self._pool.outstanding))
+        if not self.running and unstarted <= 0 and not self._asking and not self._done.done():
+            self._done.set_result(None)
+
+    def _start_ask(self) -> None:
+        self._asking += 1
+        future = asyncio.get_running_loop().run_in_executor(self._sampler, self._ask)
+        future.add_done_callback(self._asked)
+
+    def _ask(self) -> TrialRun:
+        """On the sampler thread: ask, and read what the task will need while we are off the loop."""
+        fixed = self.config.search_space
+        trial = self.study.ask(fixed_distributions=fixed) if fixed else self.study.ask()
+        user_attrs = trial.user_attrs
+        run = TrialRun(trial=trial, params=dict(trial.params), user_attrs=user_attrs)
+        run.prune_enabled = "repeat" not in user_attrs and self._n_objectives == 1
+        return run
+
+    def _asked(self, future: asyncio.Future[TrialRun]) -> None:
+        self._asking -= 1
+        try:
+            run = future.result()
+        except Exception as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                self._error_stop(f"the sampler failed: {type(exc).__name__}: {exc}")
+            return
+        if self._stopping is not None:
+            self._tell(run, TrialState.FAIL, reason="study stopped before the trial started")
+            return
+        self._ready.append(run)
+        self._fill()
+
+    def _error_stop(self, message: str) -> None:
+        logger.error("daskopt: %s", message)
+        self._stop(message, cancel_running=True)
+
+    def _assign_ready(self) -> None:
+        while self._ready and self._waiting:
+            conn = self._waiting.popleft()
+            if conn.closed:
+                continue
+            self._assign(conn, self._ready.popleft())
+
+    def _assign(self, conn: Connection, run: TrialRun) -> None:
+        state: TaskState = conn.state
+        state.run = run
+        run.conn = conn
+        run.started = run.last_seen = time.monotonic()
+        self.running[run.number] = run
+        start = run.trial.datetime_start
+        assignment = events.Assignment(
+            number=run.number,
+            params=run.params if self._search_space else {},
+            distributions=self._search_space,
+            user_attrs=run.user_attrs,
+            n_objectives=self._n_objectives,
+            datetime_start=(start.isoformat() if start else ""),
+            report_last_n=self.config.report_last_n,
+            prune_enabled=run.prune_enabled,
+            heartbeat_s=self.config.heartbeat_s,
+            objective=None if state.has_objective else self._objective_bytes,
+        )
+        conn.send([events.ASSIGN, assignment.to_wire()])
+
+    # ------------------------------------------------------------------------- trial messages
+    def _on_messages(self, conn: Connection, messages: list[list[Any]]) -> None:
+        for message in messages:
+            if conn.state is None:
+                self._on_hello(conn, message)
+                continue
+            run = conn.state.run
+            if run is None or run.finished:
+                continue
+            run.last_seen = time.monotonic()
+            try:
+                self._on_trial_message(run, message)
+            except Exception as exc:  # a bad message fails its trial, never the loop
+                logger.exception("daskopt: trial %d: could not handle message %r", run.number, message[:2])
+                self._tell(run, TrialState.FAIL, reason=f"engine could not handle a message: {exc}")
+        self._decide()
+
+    def _on_trial_message(self, run: TrialRun, message: list[Any]) -> None:
+        kind = message[0]
+        if kind == events.REPORT:
+            self._on_report(run, message[1], message[2])
+        elif kind == events.SUGGEST:
+            self._on_suggest(run, message[1], message[2], message[3])
+        elif kind == events.ATTR:
+            self._on_attr(run, message[1], message[2], message[3])
+        elif kind == events.FINISH:
+            self._on_finish(run, message[1], message[2], message[3])
+
+    def _on_hello(self, conn: Connection, message: list[Any]) -> None:
+        if len(message) != 6 or message[0] != events.HELLO or message[1] != self._token:
+            conn.close()  # not one of our tasks
+            return
+        conn.state = TaskState(task_id=message[2], worker=message[4], pid=message[5], has_objective=bool(message[3]))
+        self._waiting.append(conn)
+        self._fill()
+
+    def _on_report(self, run: TrialRun, step: int, value: float) -> None:
+        run.trial.report(value, step)
+        run.last_step = step
+        if run.prune_enabled:
+            self._to_decide.add(run.number)
+
+    def _decide(self) -> None:
+        """One prune decision per trial per message batch, for its latest step."""
+        for number in self._to_decide:
+            run = self.running.get(number)
+            if run is None or run.finished or run.conn is None:
+                continue
+            prune = bool(run.trial.should_prune())
+            run.decided_step = run.last_step
+            run.conn.send([events.DECISION, run.last_step, prune])
+        self._to_decide.clear()
+
+    def _on_suggest(self, run: TrialRun, request: int, name: str, distribution_json: str) -> None:
+        def suggest() -> Any:
+            return suggest_in_loop(run.trial, name, json_to_distribution(distribution_json))
+
+        def reply(future: asyncio.Future[Any]) -> None:
+            if run.conn is None or run.finished:
+                return
+            try:
+                run.conn.send([events.VALUE, request, future.result()])
+            except Exception as exc:
+                run.conn.send([events.REFUSED, request, f"{type(exc).__name__}: {exc}"])
+
+        asyncio.get_running_loop().run_in_executor(self._sampler, suggest).add_done_callback(reply)
+
+    def _on_attr(self, run: TrialRun, key: str, value: Any, is_constraint: bool) -> None:
+        if is_constraint:
+            run.trial.set_constraint(key, value)
+        else:
+            run.trial.set_user_attr(key, value)
+
+    def _on_finish(self, run: TrialRun, state: str, values: list[float] | None, error: Any) -> None:
+        if state == events.FAIL and error is not None:
+            self._tell(run, TrialState.FAIL, reason=error["message"], traceback=error["traceback"])
+            if not self._caught(error):
+                self._error = ObjectiveError(run.number, error["type"], error["message"], error["traceback"])
+                self._stop(f"trial {run.number} raised {error['message']}", cancel_running=True)
+        else:
+            self._tell(run, _STATES[state], values=values)
+        self._fill()
+
+    def _caught(self, error: events.ErrorInfo) -> bool:
+        names = set(error["mro"])
+        return any(events.qualified_name(cls) in names for cls in self.config.catch)
+
+    # ------------------------------------------------------------------------- the tell step
+    def _tell(
+        self,
+        run: TrialRun,
+        state: TrialState,
+        values: list[float] | None = None,
+        reason: str | None = None,
+        traceback: str | None = None,
+        retry: bool = False,
+    ) -> None:
+        """Record the trial's outcome in the study (the only ``tell`` call), then run the callbacks."""
+        if run.finished:
+            return
+        run.finished = True
+        self.running.pop(run.number, None)
+        if run.conn is not None and isinstance(run.conn.state, TaskState):
+            run.conn.state.run = None
+        try:
+            if reason:
+                run.trial.set_user_attr("fail_reason", reason)
+            if traceback:
+                run.trial.set_user_attr("traceback", traceback)
+            frozen = self.study.tell(run.trial, values=values, state=state, skip_if_finished=True)
+        except Exception as exc:
+            logger.error("daskopt: could not record trial %d: %s", run.number, exc)
+            return
+        self.counts.record(frozen.state, self.study, retried=retry)
+        self._progress.update(self.counts, len(self.running))
+        for callback in self.config.callbacks:
+            callback(self.study, frozen)
+        if getattr(self.study, "_stop_flag", False) and self._stopping is None:
+            self._stop("study.stop() was called", cancel_running=False)
+
+    def _lost(self, run: TrialRun, why: str) -> None:
+        """A trial's task vanished (worker killed, connection dropped, heartbeat silent)."""
+        worker = f" on {run.worker}" if run.worker else ""
+        reason = f"trial lost{worker}: {why}"
+        attempt = int(run.user_attrs.get("attempt", 0))
+        retry = self._stopping is None and attempt < self.config.max_retries
+        self._tell(run, TrialState.FAIL, reason=reason, retry=retry)
+        if retry:
+            attrs = {k: v for k, v in run.user_attrs.items() if k not in ("fail_reason", "traceback")}
+            attrs.update(retry_of=run.number, attempt=attempt + 1)
+            self.study.enqueue_trial(run.trial.params, user_attrs=attrs)
+            logger.warning("daskopt: %s; retrying with the same parameters (attempt %d)", reason, attempt + 1)
+        self._fill()
+
+    # ----------------------------------------------------------------------- connection / task
+    def _on_closed(self, conn: Connection) -> None:
+        state = conn.state
+        if isinstance(state, TaskState) and state.run is not None and not state.run.finished:
+            self._lost(state.run, f"its connection closed before it finished (pid {state.pid})")
+
+    def _on_task_done(self, task_id: int, future: Future) -> None:
+        if future.status == "error" and self._stopping is None:
+            logger.debug("daskopt: task %d ended with %s", task_id, future.exception())
+        if not self._done.done():
+            self._fill()
+
+    # ---------------------------------------------------------------------------- the tick
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            self._tick()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if self._deadline is not None and now >= self._deadline and self._stopping is None:
+            self._stop(f"timeout of {self.config.timeout:g}s reached", cancel_running=True)
+        for run in list(self.running.values()):
+            if self.config.trial_timeout and now - run.started > self.config.trial_timeout:
+                if run.conn is not None:
+                    run.conn.send([events.CANCEL, "trial_timeout"])
+                self._tell(run, TrialState.FAIL, reason=f"trial_timeout of {self.config.trial_timeout:g}s exceeded")
+            elif now - run.last_seen > self.config.heartbeat_timeout:
+                if run.conn is not None:
+                    run.conn.close()
+                self._lost(run, f"no heartbeat for {self.config.heartbeat_timeout:g}s")
+        self._progress.update(self.counts, len(self.running))
+        self._fill()
+
+
+def suggest_in_loop(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:
+    """A define-by-run suggestion made on the loop's ``optuna.Trial`` through its public API."""
+    if isinstance(distribution, FloatDistribution):
+        return trial.suggest_float(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    if isinstance(distribution, IntDistribution):
+        return trial.suggest_int(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    if isinstance(distribution, CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    raise TypeError(f"unsupported distribution for {name!r}: {distribution!r}")

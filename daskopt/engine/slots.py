@@ -1,0 +1,37 @@
+"""How many trials the cluster can run at once, and checks that requested resources exist."""
+
+from __future__ import annotations
+
+from distributed import Client
+
+from daskopt.errors import ClusterError
+
+
+def cluster_slots(client: Client, wait_s: float = 60.0) -> int:
+    """Total worker threads; waits up to ``wait_s`` for a first worker of a cluster still starting."""
+    nthreads = client.nthreads()
+    if not nthreads:
+        try:
+            client.wait_for_workers(1, timeout=wait_s)
+        except TimeoutError:
+            raise ClusterError(
+                f"no Dask worker joined the scheduler at {client.scheduler.address} within {wait_s:.0f}s; "
+                "start workers (`dask worker ADDRESS`) or pass n_concurrent explicitly"
+            ) from None
+        nthreads = client.nthreads()
+    return max(1, sum(nthreads.values()))
+
+
+def check_resources(client: Client, resources: dict[str, float] | None) -> None:
+    """Refuse resource requests no worker can satisfy: Dask would leave such tasks pending silently."""
+    if not resources:
+        return
+    info = client.scheduler_info().get("workers", {})
+    for name, amount in resources.items():
+        offered = [w.get("resources", {}).get(name, 0) for w in info.values()]
+        if not any(have >= amount for have in offered):
+            best = max(offered, default=0)
+            raise ClusterError(
+                f"trials request resource {name}={amount}, but no worker offers that much (largest: {best}); "
+                f"start workers with `--resources {name}=...` or lower the request"
+            )

@@ -1,0 +1,84 @@
+"""Bookkeeping of the trials the loop is running, and the counts shown as progress."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from daskopt.engine.channel import Connection
+
+
+@dataclass
+class TaskState:
+    """What the loop knows about one connected trial task."""
+
+    task_id: int
+    worker: str
+    pid: int
+    has_objective: bool = False
+    run: TrialRun | None = None
+
+
+@dataclass
+class TrialRun:
+    """One trial from ask to tell, as the loop tracks it."""
+
+    trial: optuna.Trial
+    params: dict[str, Any]
+    user_attrs: dict[str, Any]
+    conn: Connection | None = None
+    started: float = field(default_factory=time.monotonic)
+    last_seen: float = field(default_factory=time.monotonic)
+    last_step: int | None = None
+    decided_step: int | None = None
+    prune_enabled: bool = True
+    finished: bool = False
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+    @property
+    def worker(self) -> str:
+        state = self.conn.state if self.conn is not None else None
+        return state.worker if isinstance(state, TaskState) else ""
+
+
+@dataclass
+class Counts:
+    """Outcomes of this ``optimize()`` call, for the progress line and the stop condition."""
+
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    retried: int = 0
+    best: float | None = None
+
+    @property
+    def finished(self) -> int:
+        """Outcomes that count toward ``n_trials`` (retried attempts excluded)."""
+        return self.complete + self.pruned + self.failed
+
+    def record(self, state: optuna.trial.TrialState, study: optuna.Study, retried: bool) -> None:
+        if retried:
+            self.retried += 1
+        elif state == optuna.trial.TrialState.COMPLETE:
+            self.complete += 1
+            self._update_best(study)
+        elif state == optuna.trial.TrialState.PRUNED:
+            self.pruned += 1
+        else:
+            self.failed += 1
+
+    def _update_best(self, study: optuna.Study) -> None:
+        if len(study.directions) != 1:
+            return
+        try:
+            best = study.best_value
+        except ValueError:
+            return
+        self.best = best if math.isfinite(best) else self.best

@@ -1,0 +1,78 @@
+"""The Dask side of the loop: submits lazy trial tasks and learns when they end.
+
+Deciding stays in :mod:`daskopt.engine.loop`; this module only executes (syne-tune's split between
+scheduler and backend). Futures complete on the Dask client's own thread; their callbacks are handed to
+the engine's event loop with ``call_soon_threadsafe`` so all state changes happen on one thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from distributed import Client, Future
+
+from daskopt.trial.task import run_trial_task
+
+
+class TaskPool:
+    """Keeps trial tasks submitted to the cluster and tracks which are still outstanding."""
+
+    def __init__(
+        self,
+        client: Client,
+        loop: asyncio.AbstractEventLoop,
+        address: str,
+        token: str,
+        digest: str,
+        on_done: Callable[[int, Future], None],
+        resources: dict[str, float] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self._client = client
+        self._loop = loop
+        self._args = (address, token)
+        self._digest = digest
+        self._on_done = on_done
+        self._resources = resources
+        self._options = options or {}
+        self._prefix = f"daskopt-trial-{uuid.uuid4().hex[:8]}"
+        self._ids = itertools.count()
+        self.futures: dict[int, Future] = {}
+
+    @property
+    def outstanding(self) -> int:
+        return len(self.futures)
+
+    def submit(self, count: int) -> None:
+        for _ in range(count):
+            task_id = next(self._ids)
+            future = self._client.submit(
+                run_trial_task,
+                *self._args,
+                task_id,
+                self._digest,
+                key=f"{self._prefix}-{task_id}",
+                pure=False,
+                resources=self._resources,
+                **self._options,
+            )
+            self.futures[task_id] = future
+            future.add_done_callback(lambda f, i=task_id: self._loop.call_soon_threadsafe(self._done, i, f))
+
+    def _done(self, task_id: int, future: Future) -> None:
+        if self.futures.pop(task_id, None) is not None:
+            self._on_done(task_id, future)
+
+    def cancel_all(self) -> None:
+        """Cancel every task still queued or running; a running objective learns it over the channel."""
+        futures = list(self.futures.values())
+        self.futures.clear()
+        if futures:
+            try:
+                self._client.cancel(futures, asynchronous=False)
+            except Exception:  # the cluster may already be gone; nothing left to cancel then
+                pass

@@ -1,0 +1,44 @@
+"""Exceptions raised by daskopt.
+
+Every error a user can cause by their input is a :class:`DaskoptError` whose message is one line that
+says what was received, what was expected and how to fix it. The CLI prints that line and exits 2.
+"""
+
+from __future__ import annotations
+
+
+class DaskoptError(Exception):
+    """Base class of every error daskopt raises on purpose."""
+
+
+class SpecError(DaskoptError):
+    """A study file (or a Python argument mirroring one) is invalid.
+
+    ``source`` names the file and ``key`` the TOML key path (``space.lr.low``) when known; ``str(err)``
+    is the complete one-line message, ready to print.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, key: str | None = None) -> None:
+        self.source = source
+        self.key = key
+        self.detail = message
+        where = ": ".join(part for part in (source, key) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class ObjectiveError(DaskoptError):
+    """An objective raised an exception that the study was asked not to catch.
+
+    Raised by :func:`daskopt.optimize` in the client process; the exception itself happened on a worker,
+    so it carries the remote type name and traceback text instead of the original object.
+    """
+
+    def __init__(self, trial_number: int, type_name: str, message: str, traceback_text: str) -> None:
+        self.trial_number = trial_number
+        self.type_name = type_name
+        self.remote_traceback = traceback_text
+        super().__init__(f"trial {trial_number} raised {type_name}: {message}")
+
+
+class ClusterError(DaskoptError):
+    """The cluster cannot run the study (unreachable scheduler, no workers, unknown resources)."""

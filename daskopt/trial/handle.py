@@ -1,0 +1,230 @@
+"""The trial object an objective receives on the worker: a drop-in for ``optuna.Trial``.
+
+It subclasses :class:`optuna.trial.BaseTrial`, so objectives written for plain Optuna (and type checks
+against ``BaseTrial``) work unmodified. Every decision still happens in the engine loop:
+
+- ``suggest_*`` of a parameter of the declared search space returns the value the loop sampled at ask
+  time (no round trip); any other parameter is one round trip to the same ``optuna.Trial`` in the loop,
+  so multivariate samplers still sample jointly.
+- ``report`` is fire-and-forget. The loop answers each report batch with a prune decision for the latest
+  step, so ``should_prune()`` waits at most for that one answer, and often finds it already received.
+- When the loop cancels the trial (study timeout, trial timeout, Ctrl-C), ``should_prune()`` returns
+  ``True`` so a well-behaved objective stops at its next check.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalChoiceType,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    check_distribution_compatibility,
+    distribution_to_json,
+    json_to_distribution,
+)
+from optuna.trial import BaseTrial
+
+from daskopt.engine import events
+from daskopt.engine.channel import ChannelClosed, TrialConnection
+
+
+class TrialHandle(BaseTrial):
+    """An ``optuna.Trial``-compatible handle bound to one running trial."""
+
+    def __init__(self, conn: TrialConnection, assignment: events.Assignment) -> None:
+        self._conn = conn
+        self._assignment = assignment
+        self._number = assignment.number
+        self._declared = {name: json_to_distribution(d) for name, d in assignment.distributions.items()}
+        self._sampled = dict(assignment.params)
+        self._params: dict[str, Any] = {}
+        self._distributions: dict[str, BaseDistribution] = {}
+        self._user_attrs: dict[str, Any] = dict(assignment.user_attrs)
+        self._constraints: dict[str, float] = {}
+        self._reported: dict[int, float] = {}
+        self._last_step: int | None = None
+        self._decision: tuple[int, bool] | None = None
+        self._replies: dict[int, list[Any]] = {}
+        self._next_request = 0
+        self.cancelled: str | None = None
+        self._datetime_start = datetime.datetime.fromisoformat(assignment.datetime_start)
+
+    # ----------------------------------------------------------------------------------- suggest
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
+        return float(self._suggest(name, FloatDistribution(low, high, log=log, step=step)))
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
+        return int(self._suggest(name, IntDistribution(low, high, log=log, step=step)))
+
+    def suggest_categorical(self, name: str, choices: Sequence[CategoricalChoiceType]) -> CategoricalChoiceType:
+        return self._suggest(name, CategoricalDistribution(choices))  # type: ignore[no-any-return]
+
+    def suggest_uniform(self, name: str, low: float, high: float) -> float:
+        return self.suggest_float(name, low, high)
+
+    def suggest_loguniform(self, name: str, low: float, high: float) -> float:
+        return self.suggest_float(name, low, high, log=True)
+
+    def suggest_discrete_uniform(self, name: str, low: float, high: float, q: float) -> float:
+        return self.suggest_float(name, low, high, step=q)
+
+    def _suggest(self, name: str, distribution: BaseDistribution) -> Any:
+        if name in self._params:
+            check_distribution_compatibility(self._distributions[name], distribution)
+            return self._params[name]
+        if name in self._sampled:
+            value = self._sampled[name]
+            declared = self._declared.get(name, distribution)
+            check_distribution_compatibility(declared, distribution)
+            if not distribution._contains(distribution.to_internal_repr(value)):
+                raise ValueError(
+                    f"parameter {name!r} was sampled as {value!r} from the declared {declared}, which "
+                    f"lies outside the objective's {distribution}; make the two agree"
+                )
+        else:
+            value = self._request_suggestion(name, distribution)
+        self._params[name] = value
+        self._distributions[name] = distribution
+        return value
+
+    def _request_suggestion(self, name: str, distribution: BaseDistribution) -> Any:
+        request = self._next_request
+        self._next_request += 1
+        self._conn.send([events.SUGGEST, request, name, distribution_to_json(distribution)])
+        while request not in self._replies:
+            self._dispatch(self._conn.receive())
+        kind, _, payload = self._replies.pop(request)
+        if kind == events.REFUSED:
+            raise ValueError(f"suggesting {name!r} failed in the engine loop: {payload}")
+        return payload
+
+    # --------------------------------------------------------------------------- report / prune
+    def report(self, value: float, step: int) -> None:
+        if self._assignment.n_objectives > 1:
+            raise NotImplementedError("Trial.report is not supported for multi-objective optimization.")
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"report() value must be a float, got {value!r} ({type(value).__name__})") from None
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise TypeError(f"report() step must be a non-negative int, got {step!r}")
+        if step in self._reported:
+            return  # Optuna keeps the first value reported for a step
+        self._reported[step] = value
+        self._last_step = step
+        if self.cancelled is not None:
+            return
+        try:
+            self._conn.send([events.REPORT, step, value])
+            self._drain()
+        except ChannelClosed:
+            self.cancelled = "the engine loop is gone"
+
+    def should_prune(self) -> bool:
+        if self._assignment.n_objectives > 1:
+            raise NotImplementedError("Trial.should_prune is not supported for multi-objective optimization.")
+        if self.cancelled is not None:
+            return True
+        step = self._last_step
+        if step is None or not self._assignment.prune_enabled:
+            return False
+        try:
+            while self.cancelled is None and (self._decision is None or self._decision[0] < step):
+                self._dispatch(self._conn.receive())
+        except ChannelClosed:
+            self.cancelled = "the engine loop is gone"
+        if self.cancelled is not None:
+            return True
+        assert self._decision is not None
+        return self._decision[1]
+
+    def _drain(self) -> None:
+        """Take in whatever the loop already pushed (decisions, a cancel) without waiting."""
+        while (message := self._conn.receive(timeout=0)) is not None:
+            self._dispatch(message)
+
+    def _dispatch(self, message: list[Any] | None) -> None:
+        if message is None:
+            return
+        kind = message[0]
+        if kind == events.DECISION:
+            if self._decision is None or message[1] >= self._decision[0]:
+                self._decision = (message[1], bool(message[2]))
+        elif kind in (events.VALUE, events.REFUSED):
+            self._replies[message[1]] = message
+        elif kind == events.CANCEL:
+            self.cancelled = str(message[1])
+
+    # -------------------------------------------------------------------------------- attributes
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self._send_attr(key, value, is_constraint=False)
+        self._user_attrs[key] = value
+
+    def set_constraint(self, key: str, value: float) -> None:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"constraint {key!r} must be a float, got {type(value).__name__}") from None
+        if math.isnan(number):
+            raise ValueError(f"Attempted to set a constraint for {key!r}, but NaN is not allowed.")
+        if key in self._constraints:
+            return
+        self._send_attr(key, number, is_constraint=True)
+        self._constraints[key] = number
+
+    def _send_attr(self, key: str, value: Any, *, is_constraint: bool) -> None:
+        try:
+            self._conn.send([events.ATTR, key, value, is_constraint])
+        except (TypeError, ValueError, msgpack.PackException) as exc:
+            raise TypeError(
+                f"attribute {key!r} must be JSON-like (numbers, strings, lists, dicts), got "
+                f"{type(value).__name__}: {exc}"
+            ) from None
+        except ChannelClosed:
+            pass
+
+    @property
+    def constraints(self) -> dict[str, float]:
+        return dict(self._constraints)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {**self._sampled, **self._params}
+
+    @property
+    def distributions(self) -> dict[str, BaseDistribution]:
+        return {**self._declared, **self._distributions}
+
+    @property
+    def user_attrs(self) -> dict[str, Any]:
+        return dict(self._user_attrs)
+
+    @property
+    def datetime_start(self) -> datetime.datetime | None:
+        return self._datetime_start
+
+    @property
+    def number(self) -> int:
+        return self._number
+
+    @property
+    def reported_values(self) -> list[float]:
+        """Reported intermediate values in step order (used for ``report_last_n``)."""
+        return [self._reported[step] for step in sorted(self._reported)]
+
+    @property
+    def study(self) -> Any:
+        raise AttributeError(
+            "trial.study is not available inside a daskopt trial: the study lives in the engine loop on "
+            "the client; read what you need before optimize() and close over it"
+        )

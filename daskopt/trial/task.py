@@ -1,0 +1,118 @@
+"""The function Dask runs for a trial: connect to the loop, take a trial, run the objective, report back.
+
+Tasks are *lazy*: a task carries no parameters, only the loop's address. It asks for its trial when it
+starts, so the loop can keep tasks queued ahead on the cluster (Dask dispatch needs that to keep slots
+fed) without creating trials that are not yet running, and a task that Dask re-runs after a worker died
+simply asks again: it can never duplicate a trial.
+
+The objective travels once per worker process, over the channel, and is cached here by digest.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+import optuna
+
+from daskopt.engine import events
+from daskopt.engine.channel import ChannelClosed, TrialConnection
+from daskopt.trial.handle import TrialHandle
+from daskopt.trial.result import objective_values
+
+_objectives: dict[str, Callable[..., Any]] = {}
+_objectives_lock = threading.Lock()
+_MAX_TRACEBACK = 8000
+
+
+def run_trial_task(address: str, token: str, task_id: int, digest: str) -> str:
+    """Run at most one trial; returns what happened (``"ran"``, ``"idle"``, ``"loop-gone"``) for logs."""
+    try:
+        conn = TrialConnection(address)
+    except OSError:
+        return "loop-gone"  # the study already ended and closed its port
+    try:
+        worker, pid = _worker_identity()
+        conn.send([events.HELLO, token, task_id, digest in _objectives, worker, pid])
+        message = conn.receive()
+        if message is None or message[0] != events.ASSIGN:
+            return "idle"
+        assignment = events.Assignment.from_wire(message[1])
+        objective = _load_objective(digest, assignment.objective)
+        _run_trial(conn, objective, assignment)
+        return "ran"
+    except ChannelClosed:
+        return "loop-gone"
+    finally:
+        conn.close()
+
+
+def _run_trial(conn: TrialConnection, objective: Callable[..., Any], assignment: events.Assignment) -> None:
+    handle = TrialHandle(conn, assignment)
+    stop_heartbeat = _start_heartbeat(conn, assignment.heartbeat_s)
+    try:
+        finish = _call_objective(objective, handle, assignment)
+    finally:
+        stop_heartbeat.set()
+    conn.send(finish)
+
+
+def _call_objective(objective: Callable[..., Any], handle: TrialHandle, assignment: events.Assignment) -> list[Any]:
+    try:
+        returned = objective(handle)
+        values = objective_values(returned, assignment.n_objectives, handle.reported_values, assignment.report_last_n)
+    except optuna.TrialPruned:
+        return [events.FINISH, events.PRUNED, None, None]
+    except Exception as exc:  # the objective's failure is the trial's outcome, not the task's
+        return [events.FINISH, events.FAIL, None, error_info(exc)]
+    return [events.FINISH, events.COMPLETE, values, None]
+
+
+def error_info(exc: BaseException) -> events.ErrorInfo:
+    """Describe an exception so the loop can record it and match it against ``catch``."""
+    first_line = (str(exc).strip().splitlines() or [""])[0][:500]
+    name = type(exc).__name__
+    text = "".join(traceback.format_exception(exc))
+    return {
+        "type": events.qualified_name(type(exc)),
+        "mro": [events.qualified_name(cls) for cls in type(exc).__mro__],
+        "message": f"{name}: {first_line}" if first_line else name,
+        "traceback": text[-_MAX_TRACEBACK:],
+    }
+
+
+def _load_objective(digest: str, payload: bytes | None) -> Callable[..., Any]:
+    with _objectives_lock:
+        if digest not in _objectives:
+            if payload is None:
+                raise ChannelClosed("the loop sent no objective for an unknown digest")
+            _objectives[digest] = cloudpickle.loads(payload)
+        return _objectives[digest]
+
+
+def _start_heartbeat(conn: TrialConnection, interval: float) -> threading.Event:
+    """Send a heartbeat every ``interval`` seconds until the returned event is set."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            try:
+                conn.send([events.HEARTBEAT])
+            except ChannelClosed:
+                return
+
+    threading.Thread(target=beat, name="daskopt-heartbeat", daemon=True).start()
+    return stop
+
+
+def _worker_identity() -> tuple[str, int]:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address, os.getpid()
+    except (ImportError, ValueError):
+        return "", os.getpid()

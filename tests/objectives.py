@@ -1,0 +1,95 @@
+"""Tiny objectives for the engine tests, importable by worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import optuna
+
+
+def quadratic(trial: optuna.Trial) -> float:
+    """Plain Optuna objective with pruning: 3 suggests, 10 report/should_prune steps."""
+    x = trial.suggest_float("x", -10, 10)
+    y = trial.suggest_int("y", 0, 10)
+    c = trial.suggest_categorical("c", ["a", "b", "c"])
+    offset = {"a": 0.0, "b": 1.0, "c": 2.0}[c]
+    for step in range(10):
+        trial.report(x**2 + offset + (10 - step), step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return x**2 + y + offset
+
+
+def two_objectives(trial: optuna.Trial) -> tuple[float, float]:
+    x = trial.suggest_float("x", 0, 1)
+    return x, 1 - x**2
+
+
+def seed_echo(trial: optuna.Trial) -> float:
+    """Returns the seed the engine exposed; reports so that a pruner could act on it."""
+    x = trial.suggest_float("x", 0, 1)
+    for step in range(3):
+        trial.report(x, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return float(trial.user_attrs["seed"])
+
+
+def reports_only(trial: optuna.Trial) -> None:
+    trial.suggest_float("x", 0, 1)
+    for step in range(1, 6):
+        trial.report(float(step), step)
+    return None
+
+
+def returns(value: object):  # noqa: ANN201 - a factory of objectives
+    def objective(trial: optuna.Trial) -> object:
+        trial.suggest_float("x", 0, 1)
+        return value
+
+    return objective
+
+
+def raises_on_odd(trial: optuna.Trial) -> float:
+    x = trial.suggest_int("x", 0, 100)
+    if trial.number % 2:
+        raise ValueError(f"odd trial {trial.number}")
+    return float(x)
+
+
+def kills_its_worker_once(trial: optuna.Trial) -> float:
+    """SIGKILLs its own worker process on trial 1 (the first attempt only)."""
+    x = trial.suggest_float("x", 0, 1)
+    if trial.number == 1 and "retry_of" not in trial.user_attrs:
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.05)
+    return x
+
+
+def slow_reporting(trial: optuna.Trial) -> float:
+    """Runs for ~10 s unless told to stop; checks should_prune every 20 ms."""
+    x = trial.suggest_float("x", 0, 1)
+    for step in range(500):
+        time.sleep(0.02)
+        trial.report(x, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return x
+
+
+def sleeps_then_returns(trial: optuna.Trial) -> float:
+    x = trial.suggest_float("x", 0, 1)
+    time.sleep(0.05)
+    return x
+
+
+def user_attrs(trial: optuna.Trial) -> float:
+    x = trial.suggest_float("x", 0, 1)
+    trial.set_user_attr("tag", {"worker_pid": os.getpid(), "list": [1, 2]})
+    trial.set_constraint("c0", x - 0.5)
+    assert trial.datetime_start is not None
+    assert trial.params["x"] == x
+    return x
