@@ -13,7 +13,6 @@ supports ask/tell from several threads on one study (it is how ``n_jobs`` works)
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import hashlib
 import logging
 import math
@@ -39,6 +38,7 @@ from daskopt.engine import events
 from daskopt.engine.channel import ChannelServer, Connection
 from daskopt.engine.config import EngineConfig
 from daskopt.engine.progress import Progress
+from daskopt.engine.sampling import SamplingGate
 from daskopt.engine.state import Counts, TaskState, TrialRun
 from daskopt.engine.tasks import TaskPool
 from daskopt.errors import ObjectiveError
@@ -47,6 +47,9 @@ logger = logging.getLogger("daskopt")
 
 _STATES = {events.COMPLETE: TrialState.COMPLETE, events.PRUNED: TrialState.PRUNED, events.FAIL: TrialState.FAIL}
 TICK_S = 0.25
+# Tasks kept submitted per slot. Idle tasks hold no trial (they ask for one when they start), so this only
+# hides Dask's dispatch latency: with 1 per slot the cluster waits for the scheduler between trials.
+LOOKAHEAD = 4
 
 
 class Engine:
@@ -70,7 +73,9 @@ class Engine:
         self._cancel_running_on_stop = False
         self._error: ObjectiveError | None = None
         self._to_decide: set[int] = set()
-        self._sampler = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="daskopt-sampler")
+        self._filling = False
+        self._refill = False
+        self._sampling = SamplingGate()
         self._server = ChannelServer(self._channel_host(), self._on_messages, self._on_closed)
         self._progress = Progress(config.show_progress, config.n_trials)
         self._deadline = time.monotonic() + config.timeout if config.timeout else None
@@ -103,7 +108,7 @@ class Engine:
             ticker.cancel()
             self._shutdown()
             await self._server.close()
-            self._sampler.shutdown(wait=True, cancel_futures=True)
+            self._sampling.shutdown()
             self._progress.stop(self.counts, len(self.running))
             self._set_in_optimize(False)
         if self._error is not None:
@@ -163,7 +168,23 @@ class Engine:
         return self.config.n_trials - self.counts.finished - len(self.running)
 
     def _fill(self) -> None:
-        """Ask while a slot is free, hand ready trials to waiting tasks, keep tasks queued ahead."""
+        """Ask while a slot is free, hand ready trials to waiting tasks, keep tasks queued ahead.
+
+        Re-entrant calls (an inline ask finishing inside the loop below) only request another pass.
+        """
+        if self._filling:
+            self._refill = True
+            return
+        self._filling = True
+        try:
+            self._refill = True
+            while self._refill:
+                self._refill = False
+                self._fill_once()
+        finally:
+            self._filling = False
+
+    def _fill_once(self) -> None:
         n = self.config.n_concurrent
         if self._stopping is None:
             while (
@@ -176,7 +197,7 @@ class Engine:
         if unstarted <= 0:
             while self._waiting:
                 self._waiting.popleft().send([events.STOP])
-        desired = min(2 * n, len(self.running) + unstarted)
+        desired = min(LOOKAHEAD * n, len(self.running) + unstarted)
         if desired > self._pool.outstanding:
             self._pool.submit(int(desired - self._pool.outstanding))
         if not self.running and unstarted <= 0 and not self._asking and not self._done.done():
@@ -184,8 +205,7 @@ class Engine:
 
     def _start_ask(self) -> None:
         self._asking += 1
-        future = asyncio.get_running_loop().run_in_executor(self._sampler, self._ask)
-        future.add_done_callback(self._asked)
+        self._sampling.run(self._ask, self._asked)
 
     def _ask(self) -> TrialRun:
         """On the sampler thread: ask, and read what the task will need while we are off the loop."""
@@ -196,13 +216,10 @@ class Engine:
         run.prune_enabled = "repeat" not in user_attrs and self._n_objectives == 1
         return run
 
-    def _asked(self, future: asyncio.Future[TrialRun]) -> None:
+    def _asked(self, run: TrialRun | None, error: BaseException | None) -> None:
         self._asking -= 1
-        try:
-            run = future.result()
-        except Exception as exc:
-            if not isinstance(exc, asyncio.CancelledError):
-                self._error_stop(f"the sampler failed: {type(exc).__name__}: {exc}")
+        if run is None:
+            self._error_stop(f"the sampler failed: {type(error).__name__}: {error}")
             return
         if self._stopping is not None:
             self._tell(run, TrialState.FAIL, reason="study stopped before the trial started")
@@ -299,15 +316,15 @@ class Engine:
         def suggest() -> Any:
             return suggest_in_loop(run.trial, name, json_to_distribution(distribution_json))
 
-        def reply(future: asyncio.Future[Any]) -> None:
+        def reply(value: Any, error: BaseException | None) -> None:
             if run.conn is None or run.finished:
                 return
-            try:
-                run.conn.send([events.VALUE, request, future.result()])
-            except Exception as exc:
-                run.conn.send([events.REFUSED, request, f"{type(exc).__name__}: {exc}"])
+            if error is None:
+                run.conn.send([events.VALUE, request, value])
+            else:
+                run.conn.send([events.REFUSED, request, f"{type(error).__name__}: {error}"])
 
-        asyncio.get_running_loop().run_in_executor(self._sampler, suggest).add_done_callback(reply)
+        self._sampling.run(suggest, reply)
 
     def _on_attr(self, run: TrialRun, key: str, value: Any, is_constraint: bool) -> None:
         if is_constraint:

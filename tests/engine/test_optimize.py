@@ -56,9 +56,7 @@ class CountingSampler(optuna.samplers.TPESampler):
 def test_joint_sampling_runs_once_per_trial(client, declared):
     sampler = CountingSampler()
     study = optuna.create_study(sampler=sampler)
-    daskopt.optimize(
-        study, objectives.quadratic, n_trials=15, client=client, search_space=SPACE if declared else None
-    )
+    daskopt.optimize(study, objectives.quadratic, n_trials=15, client=client, search_space=SPACE if declared else None)
     assert states(study).get("RUNNING", 0) == 0
     assert len(study.trials) == 15
     assert sampler.relative_calls == 15
@@ -67,7 +65,9 @@ def test_joint_sampling_runs_once_per_trial(client, declared):
 
 def test_declared_space_values_reach_the_objective(client):
     study = optuna.create_study()
-    daskopt.optimize(study, objectives.sleeps_then_returns, n_trials=6, client=client, search_space={"x": FloatDistribution(0, 1)})
+    daskopt.optimize(
+        study, objectives.sleeps_then_returns, n_trials=6, client=client, search_space={"x": FloatDistribution(0, 1)}
+    )
     for trial in study.trials:
         assert trial.value == pytest.approx(trial.params["x"])
 
@@ -113,7 +113,9 @@ def test_n_concurrent_bounds_trials_in_flight(client):
     def running(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
         seen.append(len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))))
 
-    daskopt.optimize(study, objectives.sleeps_then_returns, n_trials=8, client=client, n_concurrent=1, callbacks=[running])
+    daskopt.optimize(
+        study, objectives.sleeps_then_returns, n_trials=8, client=client, n_concurrent=1, callbacks=[running]
+    )
     assert max(seen) <= 1
     assert states(study) == {"COMPLETE": 8}
 
