@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	WANDB_MODE=offline $(BIN)/python examples/quickstart/run.py
+	WANDB_MODE=offline $(BIN)/daskopt run examples/quickstart/study.toml
 
 test: $(STAMP)
 	WANDB_MODE=offline $(BIN)/python -m pytest -q

@@ -32,6 +32,7 @@ class EngineConfig:
     show_progress: bool = True
     heartbeat_s: float = 5.0
     heartbeat_timeout: float = 60.0
+    chain_below_s: float = 0.5
     channel_host: str | None = None
     resources: dict[str, float] | None = None
     task_options: dict[str, Any] = field(default_factory=dict)

@@ -5,7 +5,7 @@ anything a worker sends, and a short array costs a few microseconds to encode. T
 whole protocol; both ends import their kind constants from here so they cannot drift apart.
 
 Trial -> loop
-    ``[HELLO, token, task_id, has_objective, worker, pid]``   a task started and wants a trial
+    ``[HELLO, token, task_id, has_objective, worker, pid]``   a task wants a trial (again, when chaining)
     ``[REPORT, step, value]``                                  fire-and-forget intermediate value
     ``[SUGGEST, request_id, name, distribution_json]``         define-by-run parameter
     ``[ATTR, key, value]``                                     ``set_user_attr``
@@ -72,6 +72,7 @@ class Assignment:
     report_last_n: int | None = None
     prune_enabled: bool = True
     heartbeat_s: float = 5.0
+    chain_below_s: float = 0.0
     objective: bytes | None = field(default=None, repr=False)
 
     def to_wire(self) -> dict[str, Any]:

@@ -255,6 +255,7 @@ class Engine:
             report_last_n=self.config.report_last_n,
             prune_enabled=run.prune_enabled,
             heartbeat_s=self.config.heartbeat_s,
+            chain_below_s=self.config.chain_below_s,
             objective=None if state.has_objective else self._objective_bytes,
         )
         conn.send([events.ASSIGN, assignment.to_wire()])
@@ -266,6 +267,10 @@ class Engine:
                 self._on_hello(conn, message)
                 continue
             run = conn.state.run
+            if message[0] == events.HELLO and run is None:
+                self._waiting.append(conn)  # a chaining task asks for its next trial
+                self._fill()
+                continue
             if run is None or run.finished:
                 continue
             run.last_seen = time.monotonic()

@@ -61,7 +61,15 @@ class TaskPool:
                 **self._options,
             )
             self.futures[task_id] = future
-            future.add_done_callback(lambda f, i=task_id: self._loop.call_soon_threadsafe(self._done, i, f))
+            future.add_done_callback(lambda f, i=task_id: self._notify(i, f))
+
+    def _notify(self, task_id: int, future: Future) -> None:
+        """On the Dask client's thread: hand the completion to the engine loop, if it still runs."""
+        if not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._done, task_id, future)
+            except RuntimeError:  # closed between the check and the call: the study is over
+                pass
 
     def _done(self, task_id: int, future: Future) -> None:
         if self.futures.pop(task_id, None) is not None:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from pydantic import NonNegativeInt, PositiveInt, ValidationInfo, field_validator, model_validator
 
 from daskopt.spec.base import Section, invalid, key_error, show
-from daskopt.spec.fields import ResolvedPath
+from daskopt.spec.fields import PositiveDuration, ResolvedPath
 
 
 class AdaptSection(Section):
@@ -45,6 +45,7 @@ class ClusterSection(Section):
     n_workers: PositiveInt | None = None
     threads_per_worker: PositiveInt = 1
     address: str | None = None
+    connect_timeout: PositiveDuration = 15.0
     trials_per_gpu: PositiveInt = 1
     gpus_per_trial: PositiveInt = 1
     slurm: dict[str, Any] | None = None

@@ -79,7 +79,9 @@ class ObjectiveSection(Section):
             except ValueError as err:
                 raise invalid(f"got {show(value)}, which cannot be split into arguments ({err})") from None
         if isinstance(value, (list, tuple)) and value and all(isinstance(part, str) for part in value):
-            return shlex.join(value) if shell else tuple(value)
+            if shell:
+                raise invalid("got a list with shell = true; give one command string for the shell")
+            return tuple(value)
         raise invalid(f'got {show(value)}; expected a command string or a list of strings, e.g. ["python", "t.py"]')
 
     @model_validator(mode="after")

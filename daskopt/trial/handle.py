@@ -137,7 +137,11 @@ class TrialHandle(BaseTrial):
             return True
         step = self._last_step
         if step is None or not self._assignment.prune_enabled:
-            return False
+            try:
+                self._drain()  # nothing to decide, but a cancel may be waiting
+            except ChannelClosed:
+                self.cancelled = "the engine loop is gone"
+            return self.cancelled is not None
         try:
             while self.cancelled is None and (self._decision is None or self._decision[0] < step):
                 self._dispatch(self._conn.receive())

@@ -1,6 +1,6 @@
 """Quickstart from Python: 60 trials of the digits classifier on a local 2-process Dask cluster.
 
-    python examples/quickstart/run.py
+python examples/quickstart/run.py
 """
 
 from __future__ import annotations

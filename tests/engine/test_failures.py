@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 import daskopt
-from tests import objectives
+from tests import trial_objectives as objectives
 from tests.conftest import states
 
 

@@ -7,7 +7,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 import daskopt
-from tests import objectives
+from tests import trial_objectives as objectives
 from tests.conftest import states
 
 PRUNERS = {
@@ -154,3 +154,17 @@ def test_grid_sampler_exhaustion_stops_the_study(client):
     # concurrent trials may repeat a grid point (as with Optuna's n_jobs); every point is covered
     assert {t.params["x"] for t in study.trials if t.state.name == "COMPLETE"} == {0.1, 0.2, 0.3}
     assert len(study.trials) < 20
+
+
+def test_short_trials_chain_on_one_task_without_losing_any(client):
+    # reports_only never calls should_prune, so every chained task holds an unread decision when it asks
+    # for its next trial: the task must skip it, not mistake it for the loop's answer
+    study = optuna.create_study()
+    daskopt.optimize(study, objectives.reports_only, n_trials=30, client=client, report_last_n=1)
+    assert states(study) == {"COMPLETE": 30}
+
+
+def test_chaining_can_be_turned_off(client):
+    study = optuna.create_study()
+    daskopt.optimize(study, objectives.reports_only, n_trials=6, client=client, report_last_n=1, chain_below_s=0)
+    assert states(study) == {"COMPLETE": 6}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 
 import daskopt
-from tests import objectives
+from tests import trial_objectives as objectives
 from tests.conftest import states
 
 

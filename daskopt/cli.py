@@ -1,0 +1,134 @@
+"""``daskopt run|status|best FILE``: parse, call the library, turn the outcome into an exit code.
+
+Exit codes: 0 ok, 1 the study failed, 2 bad input (one line on stderr, never a traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"daskopt: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _exit_codes(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Map daskopt's errors to exit codes and one-line messages."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from daskopt.errors import ClusterError, ObjectiveError, SpecError
+
+        try:
+            return command(*args, **kwargs)
+        except (SpecError, ClusterError) as err:
+            _fail(str(err), EXIT_BAD_INPUT)
+        except ObjectiveError as err:
+            _fail(f"{err} (the study stopped; finished trials are kept)", EXIT_FAILED)
+        except KeyboardInterrupt:
+            click.echo("daskopt: interrupted; finished trials are kept, run the same command to resume", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+
+    return wrapper
+
+
+def _load(path: str) -> Any:
+    from daskopt.spec import load_spec
+
+    return load_spec(path)
+
+
+def _objective(spec: Any, study_file: str) -> Any:
+    """Import (or build) the objective now: a broken one is bad input, reported against the file."""
+    from daskopt.errors import SpecError
+    from daskopt.runner import make_objective
+
+    try:
+        return make_objective(spec)
+    except SpecError as err:
+        if err.source is None:
+            raise SpecError(err.detail, source=study_file, key=err.key) from None
+        raise
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="daskopt")
+def main() -> None:
+    """Asynchronous, distributed hyperparameter optimization on Dask."""
+
+
+@main.command()
+@click.argument("study_file", type=click.Path(dir_okay=False))
+@click.option("--n-trials", type=click.IntRange(min=1), help="Outcomes the study should hold (overrides the file).")
+@click.option("--address", help="Run on the Dask scheduler at this address instead of the file's cluster.")
+@click.option("--dry-run", is_flag=True, help="Validate, print the resolved study and the cluster, run nothing.")
+@_exit_codes
+def run(study_file: str, n_trials: int | None, address: str | None, dry_run: bool) -> None:
+    """Run (or resume) the study described by STUDY_FILE."""
+    spec = _load(study_file)
+    objective = _objective(spec, study_file)
+    if dry_run:
+        click.echo(json.dumps(spec.model_dump(mode="json"), indent=2, default=str))
+        kind = "address" if address else spec.cluster.kind
+        click.echo(f"cluster: {kind}" + (f" at {address or spec.cluster.address}" if kind == "address" else ""))
+        return
+    from daskopt.runner import best_summary, run_study
+
+    click.echo(f"daskopt: study {spec.study.name!r} in {spec.storage.url}; outputs in {spec.output.dir}", err=True)
+    report = run_study(spec, objective, n_trials=n_trials, address=address)
+    if report.recovered:
+        click.echo(f"daskopt: {report.recovered} interrupted trial(s) marked FAIL and re-enqueued", err=True)
+    _print_counts(report.study)
+    best = best_summary(report.study)
+    click.echo(json.dumps(best, indent=2) if best is not None else "no completed trial yet")
+
+
+@main.command()
+@click.argument("study_file", type=click.Path(exists=True, dir_okay=False))
+@_exit_codes
+def status(study_file: str) -> None:
+    """Counts by state, best so far and running trials of STUDY_FILE's study."""
+    from optuna.trial import TrialState
+
+    from daskopt.runner import best_summary, open_study
+
+    study = open_study(_load(study_file), create=False)
+    _print_counts(study)
+    best = best_summary(study)
+    click.echo(f"best: {json.dumps(best)}" if best is not None else "best: no completed trial yet")
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        click.echo(f"running: trial {trial.number} since {trial.datetime_start:%Y-%m-%d %H:%M:%S} {trial.params}")
+
+
+@main.command()
+@click.argument("study_file", type=click.Path(exists=True, dir_okay=False))
+@_exit_codes
+def best(study_file: str) -> None:
+    """Best parameters of STUDY_FILE's study as JSON (the Pareto front for several objectives)."""
+    from daskopt.runner import best_summary, open_study
+
+    summary = best_summary(open_study(_load(study_file), create=False))
+    if summary is None:
+        _fail("the study has no completed trial yet", EXIT_FAILED)
+    click.echo(json.dumps(summary, indent=2))
+
+
+def _print_counts(study: Any) -> None:
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    text = ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items())) or "no trials"
+    click.echo(f"study {study.study_name!r}: {text}", err=True)
+
+
+if __name__ == "__main__":
+    main()

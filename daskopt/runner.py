@@ -1,0 +1,184 @@
+"""Run a study described by a study file: open or resume its storage, run it on its cluster, write outputs.
+
+Resuming is the same command as starting: trials left RUNNING by a driver that died are marked FAIL
+(``fail_reason`` says so) and their parameters re-enqueued, ``[[enqueue]]`` points already in the study
+are not added again, and the call runs until the study holds ``n_trials`` outcomes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from daskopt.api import optimize
+from daskopt.cluster import open_client
+from daskopt.errors import SpecError
+from daskopt.factory import make_pruner, make_sampler, make_storage
+from daskopt.objectives.python import load_callable
+from daskopt.space import to_distributions
+from daskopt.spec import StudySpec
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    study: optuna.Study
+    ran: int
+    recovered: int
+
+
+def open_study(spec: StudySpec, *, create: bool) -> optuna.Study:
+    """The study the file names, created if ``create``; its directions must match the file's."""
+    storage = make_storage(spec.storage.url)
+    distributions = to_distributions(spec.space)
+    sampler, pruner = make_sampler(spec.sampler, distributions), make_pruner(spec.pruner)
+    name = spec.study.name
+    if not create:
+        try:
+            return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+        except KeyError:
+            raise SpecError(
+                f"no study named {name!r} in {spec.storage.url}; start it with `daskopt run`", key="study.name"
+            ) from None
+    directions = list(spec.study.directions)
+    study = optuna.create_study(
+        study_name=name, storage=storage, sampler=sampler, pruner=pruner, directions=directions, load_if_exists=True
+    )
+    stored = [d.name.lower() for d in study.directions]
+    if stored != directions:
+        raise SpecError(
+            f"the stored study {name!r} optimizes {stored}, the file says {directions}; "
+            "use a new study name or storage to change directions",
+            key="study.direction",
+        )
+    return study
+
+
+def recover_interrupted(study: optuna.Study) -> int:
+    """Mark trials left RUNNING by a dead driver as FAIL and re-enqueue their parameters."""
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in stale:
+        study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", "interrupted: the driver stopped")
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        attrs = {k: v for k, v in trial.user_attrs.items() if k not in ("fail_reason", "traceback")}
+        study.enqueue_trial(dict(trial.params), user_attrs={**attrs, "retry_of": trial.number})
+    return len(stale)
+
+
+def outcomes(study: optuna.Study) -> int:
+    """Finished trials that count toward ``n_trials``: attempts that were retried are not outcomes."""
+    trials = study.get_trials(deepcopy=False)
+    replaced = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+    return sum(t.state in FINISHED and t.number not in replaced for t in trials)
+
+
+def make_objective(spec: StudySpec) -> Callable[..., Any]:
+    section = spec.objective
+    if section.callable:
+        return load_callable(section.callable, Path(section.workdir))
+    from daskopt.objectives.command import CommandObjective
+
+    return CommandObjective(
+        section.command,
+        space_names=list(spec.space),
+        metric=section.metric,
+        shell=section.shell,
+        workdir=section.workdir,
+        grace_period=section.grace_period,
+        log_dir=Path(spec.output.dir) / "logs",
+    )
+
+
+def check_output_dir(spec: StudySpec) -> Path:
+    out = Path(spec.output.dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".daskopt-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise SpecError(f"cannot write to {out}: {exc.strerror or exc}", key="output.dir") from None
+    return out
+
+
+def run_study(
+    spec: StudySpec,
+    objective: Callable[..., Any] | None = None,
+    *,
+    n_trials: int | None = None,
+    address: str | None = None,
+) -> RunReport:
+    """Validate everything that can be checked without the cluster, then run. Returns what was done."""
+    objective = objective or make_objective(spec)
+    out = check_output_dir(spec)
+    distributions = to_distributions(spec.space)
+    target = n_trials if n_trials is not None else spec.study.n_trials
+    with open_client(spec.cluster, address) as client:
+        study = open_study(spec, create=True)
+        recovered = recover_interrupted(study)
+        for point in spec.enqueue:
+            study.enqueue_trial(dict(point), skip_if_exists=True)
+        remaining = None if target is None else max(0, target - outcomes(study))
+        if remaining != 0:
+            try:
+                optimize(
+                    study,
+                    objective,
+                    n_trials=remaining,
+                    timeout=spec.study.timeout,
+                    client=client,
+                    max_retries=spec.study.max_retries,
+                    trial_timeout=spec.objective.trial_timeout,
+                    search_space=distributions or None,
+                    repeats=spec.study.repeats,
+                    seed_base=spec.study.seed_base,
+                    report_last_n=spec.study.report_last_n,
+                )
+            finally:
+                write_outputs(study, out)
+        else:
+            write_outputs(study, out)
+    return RunReport(study=study, ran=remaining or 0, recovered=recovered)
+
+
+def best_summary(study: optuna.Study) -> dict[str, Any] | list[dict[str, Any]] | None:
+    """Best trial (or the Pareto front for several objectives) as plain JSON data."""
+
+    def describe(trial: FrozenTrial) -> dict[str, Any]:
+        value: Any = trial.values if len(study.directions) > 1 else trial.value
+        return {"number": trial.number, "value": value, "params": trial.params}
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return None
+    if len(study.directions) > 1:
+        return [describe(t) for t in study.best_trials]
+    return describe(study.best_trial)
+
+
+def write_outputs(study: optuna.Study, out: Path) -> None:
+    """``best.json`` and ``trials.csv`` in the output folder (rewritten whole, so always consistent)."""
+    (out / "best.json").write_text(json.dumps(best_summary(study), indent=2) + "\n")
+    trials = study.get_trials(deepcopy=False)
+    params = sorted({name for t in trials for name in t.params})
+    n_values = len(study.directions)
+    value_cols = ["value"] if n_values == 1 else [f"value_{i}" for i in range(n_values)]
+    tmp = out / "trials.csv.tmp"
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["number", "state", *value_cols, *[f"params_{p}" for p in params], "duration_s", "fail_reason"])
+        for t in trials:
+            values = list(t.values) if t.values is not None else [None] * n_values
+            duration = t.duration.total_seconds() if t.duration is not None else None
+            reason = t.user_attrs.get("fail_reason", "")
+            row = [t.number, t.state.name, *values, *[t.params.get(p) for p in params], duration, reason]
+            writer.writerow(["" if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in row])
+    tmp.replace(out / "trials.csv")

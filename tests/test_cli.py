@@ -1,0 +1,221 @@
+"""``daskopt run|status|best`` as a user runs them: real processes, real clusters, real storage files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+OBJECTIVE = """
+import time
+
+def objective(trial):
+    x = trial.suggest_float("x", -5, 5)
+    time.sleep(SLEEP)
+    return x * x
+"""
+
+STUDY = """
+[study]
+name = "cli"
+n_trials = {n_trials}
+
+[objective]
+callable = "obj:objective"
+
+[space]
+x = {{ type = "float", low = -5, high = 5 }}
+
+[sampler]
+name = "random"
+options = {{ seed = 1 }}
+
+[cluster]
+{cluster}
+"""
+
+
+def write_study(
+    folder: Path, n_trials: int = 8, sleep: float = 0.0, cluster: str = 'kind = "local"\nn_workers = 2'
+) -> Path:
+    (folder / "obj.py").write_text(OBJECTIVE.replace("SLEEP", repr(sleep)))
+    path = folder / "study.toml"
+    path.write_text(STUDY.format(n_trials=n_trials, cluster=cluster))
+    return path
+
+
+def daskopt(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "daskopt.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def load(folder: Path) -> optuna.Study:
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(folder / "cli.journal")))
+    return optuna.load_study(study_name="cli", storage=storage)
+
+
+def by_state(study: optuna.Study) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for trial in study.trials:
+        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    return counts
+
+
+BAD_FILES = [
+    ("[study\nname='x'", "study.toml:1: invalid TOML"),
+    (
+        "[study]\nname = 'x'\n[objective]\ncallable = 'obj:objective'\n[space]\nx = { type = 'float', low = 2, high = 1 }",
+        "space.x",
+    ),
+    ("[study]\nname = 'x'\n[objective]\ncallable = 'obj:objective'\n[sampler]\nname = 'tpee'", "tpe"),
+    ("[study]\nname = 'x'\n[objectiv]\ncallable = 'obj:objective'", "objective"),
+    ("[study]\nname = 'x'\n[objective]\ncallable = 'missing_module:objective'", "objective.callable"),
+    ("[study]\nname = 'x'\n[objective]\ncallable = 'obj:nope'", "has no attribute 'nope'"),
+]
+
+
+@pytest.mark.parametrize(("text", "fragment"), BAD_FILES, ids=["toml", "range", "sampler", "section", "import", "attr"])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, text, fragment):
+    (tmp_path / "obj.py").write_text(OBJECTIVE.replace("SLEEP", "0"))
+    (tmp_path / "study.toml").write_text(text)
+    done = daskopt("run", "study.toml", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert fragment in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "x.journal").exists()  # nothing written before validation passed
+
+
+def test_missing_file_and_missing_study_exit_2(tmp_path):
+    assert daskopt("run", "nope.toml", cwd=tmp_path).returncode == 2
+    write_study(tmp_path)
+    done = daskopt("status", "study.toml", cwd=tmp_path)
+    assert done.returncode == 2 and "no study named 'cli'" in done.stderr
+
+
+def test_dry_run_validates_and_runs_nothing(tmp_path):
+    write_study(tmp_path)
+    done = daskopt("run", "study.toml", "--dry-run", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert '"name": "cli"' in done.stdout and "cluster: local" in done.stdout
+    assert not (tmp_path / "cli.journal").exists()
+
+
+def test_run_writes_outputs_and_a_second_run_resumes(tmp_path):
+    write_study(tmp_path, n_trials=6)
+    first = daskopt("run", "study.toml", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert by_state(load(tmp_path)) == {"COMPLETE": 6}
+    assert (tmp_path / "runs" / "cli" / "best.json").exists()
+    assert len((tmp_path / "runs" / "cli" / "trials.csv").read_text().splitlines()) == 7
+    again = daskopt("run", "study.toml", "--n-trials", "9", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert by_state(load(tmp_path)) == {"COMPLETE": 9}
+    best = daskopt("best", "study.toml", cwd=tmp_path)
+    assert best.returncode == 0 and '"params"' in best.stdout
+    status = daskopt("status", "study.toml", cwd=tmp_path)
+    assert "9 complete" in status.stderr
+
+
+@pytest.mark.slow
+def test_killed_driver_resumes_without_losing_or_duplicating_trials(tmp_path):
+    write_study(tmp_path, n_trials=24, sleep=0.3)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "daskopt.cli", "run", "study.toml"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        journal = tmp_path / "cli.journal"
+        if journal.exists() and sum(t.state.is_finished() for t in load(tmp_path).trials) >= 5:
+            break
+        time.sleep(0.2)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the cluster it started, mid-study
+    driver.wait()
+    before = load(tmp_path)
+    completed_before = {t.number: t.value for t in before.trials if t.state.name == "COMPLETE"}
+    assert completed_before and by_state(before).get("RUNNING", 0) > 0
+
+    resumed = daskopt("run", "study.toml", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    after = load(tmp_path)
+    counts = by_state(after)
+    assert "RUNNING" not in counts
+    interrupted = [t for t in after.trials if t.user_attrs.get("fail_reason", "").startswith("interrupted")]
+    assert counts == {"COMPLETE": 24, "FAIL": len(interrupted)}
+    assert {t.number: t.value for t in after.trials if t.number in completed_before} == completed_before
+    retried = {t.user_attrs["retry_of"]: t.params for t in after.trials if "retry_of" in t.user_attrs}
+    assert {t.number: t.params for t in interrupted} == retried
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture()
+def scheduler_address(tmp_path):
+    """A real cluster from the `dask scheduler` and `dask worker` commands, on loopback."""
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    dask = [str(Path(sys.executable).parent / "dask")]
+    scheduler = subprocess.Popen(
+        [*dask, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1], "--no-dashboard"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    worker = subprocess.Popen(
+        [*dask, "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield address
+    finally:
+        for process in (worker, scheduler):
+            process.terminate()
+        for process in (worker, scheduler):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_address_cluster_from_dask_commands(tmp_path, scheduler_address):
+    write_study(tmp_path, n_trials=6, cluster=f'kind = "address"\naddress = "{scheduler_address}"')
+    done = daskopt("run", "study.toml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert by_state(load(tmp_path)) == {"COMPLETE": 6}
+
+
+def test_unreachable_address_is_bad_input_within_a_bounded_wait(tmp_path):
+    cluster = f'kind = "address"\naddress = "tcp://127.0.0.1:{_free_port()}"\nconnect_timeout = "2s"'
+    write_study(tmp_path, cluster=cluster)
+    started = time.monotonic()
+    done = daskopt("run", "study.toml", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "cannot reach the Dask scheduler" in done.stderr and "Traceback" not in done.stderr
+    assert time.monotonic() - started < 60
+    assert not (tmp_path / "cli.journal").exists()
+
+
+def test_unwritable_output_dir_is_bad_input(tmp_path):
+    path = write_study(tmp_path)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should be")
+    path.write_text(path.read_text() + textwrap.dedent('\n[output]\ndir = "blocker/out"\n'))
+    done = daskopt("run", "study.toml", cwd=tmp_path)
+    assert done.returncode == 2 and "output.dir" in done.stderr
