@@ -40,6 +40,7 @@ def optimize(
     show_progress_bar: bool = True,
     heartbeat_timeout: float = 60.0,
     chain_below_s: float = 0.5,
+    hung_grace_s: float = 10.0,
 ) -> optuna.Study:
     """Run ``objective`` on a Dask cluster, each trial a Dask task, and return ``study``.
 
@@ -59,7 +60,9 @@ def optimize(
         callbacks: ``callback(study, frozen_trial)`` after each trial ends, on the client.
         max_retries: a trial whose worker died (or went silent) is re-run with the same parameters up
             to this many times; the retry carries ``retry_of`` and ``attempt`` user attributes.
-        trial_timeout: seconds; a trial running longer is told to stop and recorded as FAIL.
+        trial_timeout: seconds; a trial running longer is told to stop and recorded as FAIL. An objective
+            still running ``hung_grace_s`` later has its worker process restarted (Python threads
+            cannot be killed); other trials on that worker are lost (and retried if allowed).
         search_space: declared parameters, sampled in the loop at ask time and shipped with the trial
             (no round trip per ``suggest_*``).
         repeats: run every enqueued configuration this many times with seeds ``seed_base + repeat``
@@ -88,6 +91,7 @@ def optimize(
             show_progress=show_progress_bar,
             heartbeat_timeout=heartbeat_timeout,
             chain_below_s=chain_below_s,
+            hung_grace_s=hung_grace_s,
             resources=resources,
         )
         expand_repeats(study, repeats, seed_base)

@@ -73,7 +73,8 @@ def by_state(study: optuna.Study) -> dict[str, int]:
 BAD_FILES = [
     ("[study\nname='x'", "study.toml:1: invalid TOML"),
     (
-        "[study]\nname = 'x'\n[objective]\ncallable = 'obj:objective'\n[space]\nx = { type = 'float', low = 2, high = 1 }",
+        "[study]\nname = 'x'\n[objective]\ncallable = 'obj:objective'\n"
+        "[space]\nx = { type = 'float', low = 2, high = 1 }",
         "space.x",
     ),
     ("[study]\nname = 'x'\n[objective]\ncallable = 'obj:objective'\n[sampler]\nname = 'tpee'", "tpe"),

@@ -93,3 +93,11 @@ def user_attrs(trial: optuna.Trial) -> float:
     assert trial.datetime_start is not None
     assert trial.params["x"] == x
     return x
+
+
+def hangs_without_checking(trial: optuna.Trial) -> float:
+    """Ignores cancellation: sleeps in one long call, as a stuck C extension or I/O wait would."""
+    x = trial.suggest_float("x", 0, 1)
+    if trial.number == 0:
+        time.sleep(3600)
+    return x

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
 from optuna.distributions import BaseDistribution
 
 Callback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
+
+
+class Service(Protocol):
+    """Something that runs beside the loop on its event loop (the dashboard), closed when the call ends."""
+
+    async def close(self) -> None: ...
+
+
+# Called with the Engine once its event loop runs; returns the started service.
+ServiceStarter = Callable[[Any], Service]
 
 
 @dataclass(frozen=True)
@@ -33,9 +43,12 @@ class EngineConfig:
     heartbeat_s: float = 5.0
     heartbeat_timeout: float = 60.0
     chain_below_s: float = 0.5
+    hung_grace_s: float = 10.0
+    restart_hung_workers: bool = True
     channel_host: str | None = None
     resources: dict[str, float] | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
+    services: Sequence[ServiceStarter] = ()
 
     def __post_init__(self) -> None:
         checks = [

@@ -39,7 +39,7 @@ from daskopt.engine.channel import ChannelServer, Connection
 from daskopt.engine.config import EngineConfig
 from daskopt.engine.progress import Progress
 from daskopt.engine.sampling import SamplingGate
-from daskopt.engine.state import Counts, TaskState, TrialRun
+from daskopt.engine.state import Counts, TaskState, TimelineEntry, TrialRun
 from daskopt.engine.tasks import TaskPool
 from daskopt.errors import ObjectiveError
 
@@ -50,6 +50,7 @@ TICK_S = 0.25
 # Tasks kept submitted per slot. Idle tasks hold no trial (they ask for one when they start), so this only
 # hides Dask's dispatch latency: with 1 per slot the cluster waits for the scheduler between trials.
 LOOKAHEAD = 4
+SHUTDOWN_GRACE_S = 5.0  # longest wait at the end of a call for cancelled objectives to stop
 
 
 class Engine:
@@ -65,6 +66,8 @@ class Engine:
         self._n_objectives = len(study.directions)
         self._search_space = {name: distribution_to_json(d) for name, d in (config.search_space or {}).items()}
         self.counts = Counts()
+        self.timeline: dict[int, TimelineEntry] = {}  # every trial this call assigned, in assignment order
+        self.started_at = time.time()
         self.running: dict[int, TrialRun] = {}
         self._ready: deque[TrialRun] = deque()
         self._waiting: deque[Connection] = deque()
@@ -74,6 +77,7 @@ class Engine:
         self._error: ObjectiveError | None = None
         self._to_decide: set[int] = set()
         self._filling = False
+        self._hung: dict[Connection, float] = {}  # timed-out trials' connections -> restart deadline
         self._refill = False
         self._sampling = SamplingGate()
         self._server = ChannelServer(self._channel_host(), self._on_messages, self._on_closed)
@@ -97,6 +101,7 @@ class Engine:
         )
         ticker = asyncio.ensure_future(self._tick_forever())
         self._progress.start()
+        services = [start(self) for start in self.config.services]
         self._set_in_optimize(True)
         try:
             self._fill()
@@ -107,6 +112,9 @@ class Engine:
         finally:
             ticker.cancel()
             self._shutdown()
+            await self._reap_hung()
+            for service in services:
+                await service.close()
             await self._server.close()
             self._sampling.shutdown()
             self._progress.stop(self.counts, len(self.running))
@@ -133,8 +141,9 @@ class Engine:
 
     def _cancel_running(self, reason: str) -> None:
         for run in list(self.running.values()):
-            if run.conn is not None:
+            if run.conn is not None and not run.conn.closed:
                 run.conn.send([events.CANCEL, reason])
+                self._hung[run.conn] = time.monotonic() + self.config.hung_grace_s
             reported = run.last_step is not None
             self._tell(run, TrialState.PRUNED if reported else TrialState.FAIL, reason=f"cancelled: {reason}")
 
@@ -244,6 +253,7 @@ class Engine:
         run.conn = conn
         run.started = run.last_seen = time.monotonic()
         self.running[run.number] = run
+        self.timeline[run.number] = TimelineEntry(run.number, state.worker, time.time())
         start = run.trial.datetime_start
         assignment = events.Assignment(
             number=run.number,
@@ -267,6 +277,8 @@ class Engine:
                 self._on_hello(conn, message)
                 continue
             run = conn.state.run
+            if message[0] in (events.FINISH, events.HELLO):
+                self._hung.pop(conn, None)  # a timed-out objective did stop
             if message[0] == events.HELLO and run is None:
                 self._waiting.append(conn)  # a chaining task asks for its next trial
                 self._fill()
@@ -366,6 +378,9 @@ class Engine:
             return
         run.finished = True
         self.running.pop(run.number, None)
+        entry = self.timeline.get(run.number)
+        if entry is not None:
+            entry.ended, entry.state = time.time(), state.name
         if run.conn is not None and isinstance(run.conn.state, TaskState):
             run.conn.state.run = None
         try:
@@ -422,15 +437,58 @@ class Engine:
             self._stop(f"timeout of {self.config.timeout:g}s reached", cancel_running=True)
         for run in list(self.running.values()):
             if self.config.trial_timeout and now - run.started > self.config.trial_timeout:
-                if run.conn is not None:
-                    run.conn.send([events.CANCEL, "trial_timeout"])
-                self._tell(run, TrialState.FAIL, reason=f"trial_timeout of {self.config.trial_timeout:g}s exceeded")
+                self._time_out(run, now)
             elif now - run.last_seen > self.config.heartbeat_timeout:
                 if run.conn is not None:
                     run.conn.close()
                 self._lost(run, f"no heartbeat for {self.config.heartbeat_timeout:g}s")
+        self._restart_hung_workers(now)
         self._progress.update(self.counts, len(self.running))
         self._fill()
+
+    def _time_out(self, run: TrialRun, now: float) -> None:
+        """FAIL an overrunning trial and tell it to stop; if it ignores that, its worker is restarted."""
+        if run.conn is not None and not run.conn.closed:
+            run.conn.send([events.CANCEL, "trial_timeout"])
+            self._hung[run.conn] = now + self.config.hung_grace_s
+        self._tell(run, TrialState.FAIL, reason=f"trial_timeout of {self.config.trial_timeout:g}s exceeded")
+
+    def _restart_hung_workers(self, now: float) -> None:
+        """A Python thread cannot be killed: restart the worker process of an objective that kept running
+        ``hung_grace_s`` after its cancel (other trials on that worker are lost, and retried if allowed)."""
+        for conn, deadline in list(self._hung.items()):
+            if conn.closed or now < deadline:
+                if conn.closed:
+                    del self._hung[conn]
+                continue
+            del self._hung[conn]
+            worker = conn.state.worker if isinstance(conn.state, TaskState) else ""
+            if not worker or not self.config.restart_hung_workers:
+                continue
+            logger.warning("daskopt: an objective ignored its trial_timeout; restarting worker %s", worker)
+            asyncio.get_running_loop().run_in_executor(None, self._restart_worker, worker)
+
+    def _restart_worker(self, *workers: str) -> None:
+        try:
+            self.client.restart_workers(list(workers), timeout=60, raise_for_error=False)
+        except Exception as exc:  # the worker may be gone already; the trial is recorded either way
+            logger.warning("daskopt: could not restart worker(s) %s: %s", ", ".join(workers), exc)
+
+    async def _reap_hung(self) -> None:
+        """At the end of the call, give cancelled objectives a short grace to stop, then restart the
+        workers of those still running, so none keeps a worker thread busy after ``optimize`` returns."""
+        deadline = time.monotonic() + min(self.config.hung_grace_s, SHUTDOWN_GRACE_S)
+        while any(not conn.closed for conn in self._hung) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        workers = {
+            conn.state.worker
+            for conn in self._hung
+            if not conn.closed and isinstance(conn.state, TaskState) and conn.state.worker
+        }
+        self._hung.clear()
+        if workers and self.config.restart_hung_workers:
+            logger.warning("daskopt: objectives ignored their cancel; restarting worker(s) %s", ", ".join(workers))
+            await asyncio.get_running_loop().run_in_executor(None, self._restart_worker, *sorted(workers))
 
 
 def suggest_in_loop(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:

@@ -82,3 +82,14 @@ class Counts:
         except ValueError:
             return
         self.best = best if math.isfinite(best) else self.best
+
+
+@dataclass
+class TimelineEntry:
+    """Where and when a trial ran, as only the loop knows it (storage has no worker). Read by the dashboard."""
+
+    number: int
+    worker: str
+    started: float  # time.time()
+    ended: float | None = None
+    state: str = "RUNNING"
