@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import string
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Collection, Iterator, Mapping
@@ -98,7 +100,8 @@ class CommandObjective:
         """The command with ``params`` filled in, ready for ``subprocess.Popen``."""
         if isinstance(self.command, str):
             return fill(self.command, params, quote=True)
-        return [fill(part, params, quote=False) for part in self.command]
+        argv = [fill(part, params, quote=False) for part in self.command]
+        return [_program(argv[0]), *argv[1:]]
 
     def env(self, params: Mapping[str, Any], number: int) -> dict[str, str]:
         """The program's environment: the worker's, the trial's, then ``extra_env`` (which wins)."""
@@ -189,6 +192,14 @@ def parse_line(line: str, lineno: int, metric: str) -> Message | None:
     key = metric if metric in obj else "value" if step is None and "value" in obj else None
     value = None if key is None else _number(obj.pop(key), key, lineno, line)
     return Message(step=step, value=value, extras=obj)
+
+
+def _program(name: str) -> str:
+    """``python``/``python3`` missing from the worker's PATH (a venv not activated, a system without a
+    ``python``) means the worker's own interpreter; any other program is looked up as given."""
+    if name in ("python", "python3") and shutil.which(name) is None:
+        return sys.executable
+    return name
 
 
 def fill(template: str, params: Mapping[str, Any], *, quote: bool) -> str:

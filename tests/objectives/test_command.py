@@ -256,3 +256,10 @@ def test_objective_survives_pickling(tmp_path: Path) -> None:
     copy = pickle.loads(pickle.dumps(objective(prog, "{x}", log_dir=tmp_path / "logs")))
     _, trial = ask({"x": 0.75})
     assert copy(trial) == 0.75
+
+
+def test_python_missing_from_path_means_the_workers_interpreter(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no python anywhere on PATH
+    objective = CommandObjective(("python", "-c", "print(1)"), space_names=["x"])
+    assert objective.argv({"x": 1})[0] == sys.executable
+    assert CommandObjective(("ls", "-l"), space_names=["x"]).argv({"x": 1})[0] == "ls"

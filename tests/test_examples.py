@@ -1,0 +1,87 @@
+"""Every example runs as a user runs it: ``daskopt run <study.toml>`` in a fresh process, on a copy of the
+example folder (so no journal or run files land in the repository), with fewer trials than the file asks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from daskopt.runner import open_study, outcomes
+from daskopt.spec import StudySpec, load_spec
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EPOCHS = 20  # train.py's --epochs in examples/command_pruning/study.toml
+
+pytestmark = pytest.mark.slow
+
+
+def run_example(name: str, tmp_path: Path, n_trials: int) -> tuple[StudySpec, optuna.Study]:
+    """Copy ``examples/<name>``, run it from the copy's parent folder, return its spec and stored study."""
+    folder = tmp_path / name
+    shutil.copytree(EXAMPLES / name, folder, ignore=shutil.ignore_patterns("runs", "*.journal", "__pycache__"))
+    study_file = Path(name) / "study.toml"
+    command = [sys.executable, "-m", "daskopt.cli", "run", str(study_file), "--n-trials", str(n_trials)]
+    env = {**os.environ, "WANDB_MODE": "disabled"}  # W&B logging is tested elsewhere; here it only costs time
+    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-3000:]}"
+    spec = load_spec(folder / "study.toml")
+    study = open_study(spec, create=False)
+    assert outcomes(study) == n_trials
+    assert not study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+    assert (Path(spec.output.dir) / "trials.csv").is_file()
+    return spec, study
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of live (non-zombie) processes that contain ``text`` (Linux ``/proc``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError):
+            continue
+        if text in cmdline and state not in ("Z", "X"):
+            found.append(cmdline)
+    return found
+
+
+def test_quickstart(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    _, study = run_example("quickstart", tmp_path, n_trials=6)
+    assert study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def test_command_pruning_prunes_and_keeps_logs(tmp_path: Path) -> None:
+    spec, study = run_example("command_pruning", tmp_path, n_trials=10)
+    pruned = study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+    assert pruned, f"no trial was pruned: {[t.state.name for t in study.trials]}"
+    assert study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    assert not study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    logs = Path(spec.output.dir) / "logs"
+    for trial in study.trials:
+        assert (logs / f"trial-{trial.number}.stdout").is_file()
+        assert (logs / f"trial-{trial.number}.stderr").is_file()
+    for trial in pruned:  # stopped early: fewer reports than epochs, and no final value line
+        reports = (logs / f"trial-{trial.number}.stdout").read_text().count('"step"')
+        assert 0 < reports < EPOCHS
+    if Path("/proc").is_dir():
+        assert not processes_mentioning(str(tmp_path / "command_pruning")), "a trial's program outlived it"
+
+
+def test_ablation_repeats_run_each_point_with_each_seed(tmp_path: Path) -> None:
+    spec, study = run_example("ablation_repeats", tmp_path, n_trials=10)
+    assert spec.study.repeats == 3 and spec.study.seed_base == 42
+    trials = study.get_trials(deepcopy=False)
+    for point in spec.enqueue:
+        runs = [t for t in trials if t.params == dict(point)]
+        assert sorted(t.user_attrs.get("seed") for t in runs) == [42, 43, 44], point
+        assert all(t.state == TrialState.COMPLETE for t in runs), "a repeat was pruned or failed"
+    assert len([t for t in trials if "seed" not in t.user_attrs]) == 10 - 3 * len(spec.enqueue)
