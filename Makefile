@@ -17,7 +17,7 @@ demo: $(STAMP)
 	WANDB_MODE=offline $(BIN)/daskopt run examples/quickstart/study.toml
 
 test: $(STAMP)
-	WANDB_MODE=offline $(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check daskopt tests benchmarks

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from daskopt.api import DistributedStudy, from_study, optimize
-from daskopt.errors import ClusterError, DaskoptError, ObjectiveError, SpecError
+from daskopt.errors import ClusterError, DaskoptError, ObjectiveError, SchedulerLost, SpecError
 from daskopt.trial.handle import TrialHandle
 
 __version__ = "0.1.0"
@@ -13,6 +13,7 @@ __all__ = [
     "DaskoptError",
     "DistributedStudy",
     "ObjectiveError",
+    "SchedulerLost",
     "SpecError",
     "TrialHandle",
     "__version__",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -16,6 +17,7 @@ from daskopt.engine.config import Callback, EngineConfig
 from daskopt.engine.loop import Engine
 from daskopt.engine.repeats import expand_repeats
 from daskopt.engine.slots import check_resources, cluster_slots
+from daskopt.tracking import study_loggers, tracking_settings
 
 Objective = Callable[[Any], Any]
 
@@ -41,6 +43,10 @@ def optimize(
     heartbeat_timeout: float = 60.0,
     chain_below_s: float = 0.5,
     hung_grace_s: float = 10.0,
+    scheduler_grace_s: float = 20.0,
+    wandb: Mapping[str, Any] | bool | None = None,
+    output_dir: str | Path | None = None,
+    dashboard: bool | dict[str, Any] | None = None,
 ) -> optuna.Study:
     """Run ``objective`` on a Dask cluster, each trial a Dask task, and return ``study``.
 
@@ -72,10 +78,26 @@ def optimize(
         resources: Dask resources each trial task requests (e.g. ``{"GPU_SLOT": 1}``).
         show_progress_bar: a live line on a terminal; nothing is printed when not a terminal.
         heartbeat_timeout: seconds without a word from a running trial before it is declared lost.
+        scheduler_grace_s: how long the client may be disconnected from its scheduler before the call
+            stops with :class:`~daskopt.errors.SchedulerLost` (finished trials stay stored).
         chain_below_s: a task whose trial took less than this runs the next trial too, saving Dask's
             per-task dispatch where it dominates; ``0`` gives every trial its own task.
+        wandb: log every trial as its own Weights & Biases run (``group`` = study name, ``name`` =
+            ``trial-<number>``) plus one run for the study. ``True`` for defaults, or a dict with ``project``
+            (default: the study name), ``entity``, ``mode`` (``online``/``offline``/``disabled``; default:
+            ``WANDB_MODE``, else online with credentials and offline without), ``tags``, ``dir`` (default:
+            ``output_dir``), ``metric`` (name of reported values, default ``value``), ``config`` (fixed
+            settings added to each trial's config) and ``settings`` (``wandb.Settings`` overrides).
+            Needs the ``wandb`` extra. Objectives log extra metrics with ``trial.log({...}, step=...)``.
+        output_dir: a folder for the study's outputs; ``events.jsonl`` there receives one line per trial
+            start and end (appended, so a resumed study continues it). W&B runs go under it too.
+        dashboard: serve the live Bokeh page at ``http://127.0.0.1:<port>/daskopt`` while the call runs
+            (its URL is printed). ``True``, or a dict with ``host``, ``port`` (0: a free one) and
+            ``allow_websocket_origin``.
     """
     catch_types = (catch,) if isinstance(catch, type) else tuple(catch)
+    tracking = tracking_settings(study.study_name, wandb=wandb, output_dir=output_dir)
+    services = _dashboard(dashboard)  # before _client_for: a LocalCluster started there lists the page
     with _client_for(client) as active:
         check_resources(active, resources)
         config = EngineConfig(
@@ -92,11 +114,23 @@ def optimize(
             heartbeat_timeout=heartbeat_timeout,
             chain_below_s=chain_below_s,
             hung_grace_s=hung_grace_s,
+            scheduler_grace_s=scheduler_grace_s,
             resources=resources,
+            tracking=tracking,
+            study_logger=study_loggers(tracking, output_dir),
+            services=services,
         )
         expand_repeats(study, repeats, seed_base)
         _run(Engine(study, objective, active, config))
     return study
+
+
+def _dashboard(dashboard: bool | dict[str, Any] | None) -> tuple[Any, ...]:
+    if not dashboard:
+        return ()
+    from daskopt.dashboard import dashboard_starters  # bokeh is imported only when asked for
+
+    return dashboard_starters(dashboard)
 
 
 @contextlib.contextmanager

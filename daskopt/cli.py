@@ -1,4 +1,5 @@
-"""``daskopt run|status|best FILE``: parse, call the library, turn the outcome into an exit code.
+"""``daskopt run|status|best FILE`` and ``daskopt dashboard FILE|STORAGE_URL``: parse, call the library,
+turn the outcome into an exit code.
 
 Exit codes: 0 ok, 1 the study failed, 2 bad input (one line on stderr, never a traceback), 130 interrupted.
 """
@@ -6,6 +7,7 @@ Exit codes: 0 ok, 1 the study failed, 2 bad input (one line on stderr, never a t
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -14,6 +16,26 @@ from typing import Any
 import click
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _OneLineExceptions(logging.Filter):
+    """Libraries (distributed) log tracebacks on expected events such as a lost scheduler; the CLI
+    promises one-line messages, so a logged exception is folded into its record's line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            summary = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+            record.msg, record.args = f"{record.getMessage().strip()} [{summary}]".strip(), None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _one_line_logs() -> None:
+    for name in ("", "distributed", "tornado", "asyncio"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, _OneLineExceptions) for f in handler.filters):
+                handler.addFilter(_OneLineExceptions())
 
 
 def _fail(message: str, code: int) -> None:
@@ -26,12 +48,14 @@ def _exit_codes(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from daskopt.errors import ClusterError, ObjectiveError, SpecError
+        from daskopt.errors import ClusterError, ObjectiveError, SchedulerLost, SpecError
 
         try:
             return command(*args, **kwargs)
         except (SpecError, ClusterError) as err:
             _fail(str(err), EXIT_BAD_INPUT)
+        except SchedulerLost as err:
+            _fail(str(err), EXIT_FAILED)
         except ObjectiveError as err:
             _fail(f"{err} (the study stopped; finished trials are kept)", EXIT_FAILED)
         except KeyboardInterrupt:
@@ -64,6 +88,9 @@ def _objective(spec: Any, study_file: str) -> Any:
 @click.version_option(package_name="daskopt")
 def main() -> None:
     """Asynchronous, distributed hyperparameter optimization on Dask."""
+    import distributed  # noqa: F401  (installs its log handlers, which get the one-line filter)
+
+    _one_line_logs()
 
 
 @main.command()
@@ -120,6 +147,34 @@ def best(study_file: str) -> None:
     if summary is None:
         _fail("the study has no completed trial yet", EXIT_FAILED)
     click.echo(json.dumps(summary, indent=2))
+
+
+@main.command()
+@click.argument("source", metavar="FILE|STORAGE_URL")
+@click.option("--study", "study_name", help="Study name (needed when the storage holds several).")
+@click.option("--host", help="Interface to listen on (default: the file's [dashboard] host, else 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (default: the file's, else 0 = a free one).")
+@_exit_codes
+def dashboard(source: str, study_name: str | None, host: str | None, port: int | None) -> None:
+    """Serve the live page of a study running elsewhere (or finished), read from its storage."""
+    from pathlib import Path
+
+    from daskopt.dashboard import serve_storage
+
+    n_trials = None
+    if Path(source).is_file():  # a study file: its storage, name, target and [dashboard] settings
+        spec = _load(source)
+        source, study_name = spec.storage.url, study_name or spec.study.name
+        n_trials, host = spec.study.n_trials, host or spec.dashboard.host
+        port = spec.dashboard.port if port is None else port
+
+    def ready(url: str) -> None:
+        click.echo(f"daskopt: dashboard at {url} (Ctrl-C to stop)", err=True)
+
+    try:
+        serve_storage(source, study_name, host or "127.0.0.1", port or 0, n_trials=n_trials, on_ready=ready)
+    except KeyboardInterrupt:
+        click.echo("daskopt: dashboard stopped", err=True)
 
 
 def _print_counts(study: Any) -> None:

@@ -42,3 +42,7 @@ class ObjectiveError(DaskoptError):
 
 class ClusterError(DaskoptError):
     """The cluster cannot run the study (unreachable scheduler, no workers, unknown resources)."""
+
+
+class SchedulerLost(DaskoptError):
+    """The scheduler went away mid-study. Finished trials are stored; running ones were marked cancelled."""

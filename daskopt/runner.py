@@ -25,6 +25,7 @@ from daskopt.factory import make_pruner, make_sampler, make_storage
 from daskopt.objectives.python import load_callable
 from daskopt.space import to_distributions
 from daskopt.spec import StudySpec
+from daskopt.tracking import spec_wandb_option
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -122,6 +123,12 @@ def run_study(
     out = check_output_dir(spec)
     distributions = to_distributions(spec.space)
     target = n_trials if n_trials is not None else spec.study.n_trials
+    board = spec.dashboard
+    dashboard = {"host": board.host, "port": board.port} if board.enabled else None
+    if dashboard:
+        from daskopt.dashboard import register_dask_page
+
+        register_dask_page()  # before a local scheduler starts, so its "More" menu lists the page
     with open_client(spec.cluster, address) as client:
         study = open_study(spec, create=True)
         recovered = recover_interrupted(study)
@@ -142,6 +149,10 @@ def run_study(
                     repeats=spec.study.repeats,
                     seed_base=spec.study.seed_base,
                     report_last_n=spec.study.report_last_n,
+                    scheduler_grace_s=spec.cluster.scheduler_grace,
+                    wandb=spec_wandb_option(spec.wandb, spec.objective.metric),
+                    output_dir=out,
+                    dashboard=dashboard,
                 )
             finally:
                 write_outputs(study, out)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import optuna
 import pytest
 from distributed import Client, LocalCluster
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+# W&B is tested with real offline runs in tests/tracking (which sets its own mode); elsewhere it only costs time.
+os.environ["WANDB_MODE"] = "disabled"
 
 
 @pytest.fixture(scope="module")
@@ -29,3 +36,54 @@ def states(study: optuna.Study) -> dict[str, int]:
     for trial in study.trials:
         counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
     return counts
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class DaskCommandCluster:
+    """A real cluster started with the ``dask scheduler`` and ``dask worker`` commands, on loopback."""
+
+    def __init__(self, workdir: Path, n_workers: int = 2) -> None:
+        self.workdir = workdir
+        self.n_workers = n_workers
+        self.dask = str(Path(sys.executable).parent / "dask")
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.address = ""
+
+    def start(self) -> DaskCommandCluster:
+        port = free_port()
+        self.address = f"tcp://127.0.0.1:{port}"
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        self.scheduler = subprocess.Popen(
+            [self.dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **quiet
+        )
+        worker = [self.dask, "worker", self.address, "--nworkers", str(self.n_workers), "--nthreads", "1"]
+        self.processes += [self.scheduler, subprocess.Popen([*worker, "--no-dashboard"], cwd=self.workdir, **quiet)]
+        return self
+
+    def wait_for_workers(self, timeout: float = 60) -> None:
+        from distributed import Client
+
+        with Client(self.address, timeout=timeout) as client:
+            client.wait_for_workers(self.n_workers, timeout=timeout)
+
+    def stop(self) -> None:
+        """Workers first: a worker whose scheduler is already gone makes its nanny wait 8 s."""
+        for process in reversed(self.processes):
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+
+    def __enter__(self) -> DaskCommandCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+
+from tests.conftest import DaskCommandCluster, free_port
 
 OBJECTIVE = """
 import time
@@ -161,38 +162,10 @@ def test_killed_driver_resumes_without_losing_or_duplicating_trials(tmp_path):
     assert {t.number: t.params for t in interrupted} == retried
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture()
 def scheduler_address(tmp_path):
-    """A real cluster from the `dask scheduler` and `dask worker` commands, on loopback."""
-    address = f"tcp://127.0.0.1:{_free_port()}"
-    dask = [str(Path(sys.executable).parent / "dask")]
-    scheduler = subprocess.Popen(
-        [*dask, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1], "--no-dashboard"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    worker = subprocess.Popen(
-        [*dask, "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield address
-    finally:
-        for process in (worker, scheduler):
-            process.terminate()
-        for process in (worker, scheduler):
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    with DaskCommandCluster(tmp_path) as cluster:
+        yield cluster.address
 
 
 def test_address_cluster_from_dask_commands(tmp_path, scheduler_address):
@@ -203,7 +176,7 @@ def test_address_cluster_from_dask_commands(tmp_path, scheduler_address):
 
 
 def test_unreachable_address_is_bad_input_within_a_bounded_wait(tmp_path):
-    cluster = f'kind = "address"\naddress = "tcp://127.0.0.1:{_free_port()}"\nconnect_timeout = "2s"'
+    cluster = f'kind = "address"\naddress = "tcp://127.0.0.1:{free_port()}"\nconnect_timeout = "2s"'
     write_study(tmp_path, cluster=cluster)
     started = time.monotonic()
     done = daskopt("run", "study.toml", cwd=tmp_path)

@@ -9,6 +9,8 @@ from typing import Any, Protocol
 import optuna
 from optuna.distributions import BaseDistribution
 
+from daskopt.tracking.base import StudyLogger
+
 Callback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 
 
@@ -45,9 +47,12 @@ class EngineConfig:
     chain_below_s: float = 0.5
     hung_grace_s: float = 10.0
     restart_hung_workers: bool = True
+    scheduler_grace_s: float = 20.0
     channel_host: str | None = None
     resources: dict[str, float] | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
+    tracking: dict[str, Any] | None = None  # sent to every trial, see daskopt.tracking.trial_loggers
+    study_logger: StudyLogger | None = None  # driver-side hooks, see daskopt.tracking.base.StudyLogger
     services: Sequence[ServiceStarter] = ()
 
     def __post_init__(self) -> None:

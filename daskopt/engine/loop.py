@@ -41,7 +41,8 @@ from daskopt.engine.progress import Progress
 from daskopt.engine.sampling import SamplingGate
 from daskopt.engine.state import Counts, TaskState, TimelineEntry, TrialRun
 from daskopt.engine.tasks import TaskPool
-from daskopt.errors import ObjectiveError
+from daskopt.errors import ObjectiveError, SchedulerLost
+from daskopt.tracking.base import StudyLogger
 
 logger = logging.getLogger("daskopt")
 
@@ -74,15 +75,17 @@ class Engine:
         self._asking = 0
         self._stopping: str | None = None
         self._cancel_running_on_stop = False
-        self._error: ObjectiveError | None = None
+        self._error: ObjectiveError | SchedulerLost | None = None
         self._to_decide: set[int] = set()
         self._filling = False
+        self._disconnected_since: float | None = None
         self._hung: dict[Connection, float] = {}  # timed-out trials' connections -> restart deadline
         self._refill = False
         self._sampling = SamplingGate()
         self._server = ChannelServer(self._channel_host(), self._on_messages, self._on_closed)
         self._progress = Progress(config.show_progress, config.n_trials)
         self._deadline = time.monotonic() + config.timeout if config.timeout else None
+        self._study_logger = config.study_logger or StudyLogger()
 
     # ------------------------------------------------------------------------------- lifecycle
     async def run(self) -> None:
@@ -104,6 +107,7 @@ class Engine:
         services = [start(self) for start in self.config.services]
         self._set_in_optimize(True)
         try:
+            self._study_logger.study_start(self.study)
             self._fill()
             await self._done
         except asyncio.CancelledError:
@@ -113,6 +117,7 @@ class Engine:
             ticker.cancel()
             self._shutdown()
             await self._reap_hung()
+            self._study_logger.study_end(self.study)
             for service in services:
                 await service.close()
             await self._server.close()
@@ -266,9 +271,11 @@ class Engine:
             prune_enabled=run.prune_enabled,
             heartbeat_s=self.config.heartbeat_s,
             chain_below_s=self.config.chain_below_s,
+            tracking=self.config.tracking,
             objective=None if state.has_objective else self._objective_bytes,
         )
         conn.send([events.ASSIGN, assignment.to_wire()])
+        self._study_logger.trial_started(self.study, run.number, run.params, run.worker)
 
     # ------------------------------------------------------------------------- trial messages
     def _on_messages(self, conn: Connection, messages: list[list[Any]]) -> None:
@@ -394,6 +401,7 @@ class Engine:
             return
         self.counts.record(frozen.state, self.study, retried=retry)
         self._progress.update(self.counts, len(self.running))
+        self._study_logger.trial_finished(self.study, frozen, run.worker)
         for callback in self.config.callbacks:
             callback(self.study, frozen)
         if getattr(self.study, "_stop_flag", False) and self._stopping is None:
@@ -433,6 +441,7 @@ class Engine:
 
     def _tick(self) -> None:
         now = time.monotonic()
+        self._check_scheduler(now)
         if self._deadline is not None and now >= self._deadline and self._stopping is None:
             self._stop(f"timeout of {self.config.timeout:g}s reached", cancel_running=True)
         for run in list(self.running.values()):
@@ -445,6 +454,22 @@ class Engine:
         self._restart_hung_workers(now)
         self._progress.update(self.counts, len(self.running))
         self._fill()
+
+    def _check_scheduler(self, now: float) -> None:
+        """Stop with a clear error when the client has lost its scheduler for ``scheduler_grace_s``."""
+        if self.client.status == "running":
+            self._disconnected_since = None
+            return
+        if self._disconnected_since is None:
+            self._disconnected_since = now
+            logger.warning("daskopt: lost the Dask scheduler (client %s); waiting for it", self.client.status)
+        elif now - self._disconnected_since > self.config.scheduler_grace_s and self._error is None:
+            address = getattr(self.client.scheduler, "address", "?")
+            self._error = SchedulerLost(
+                f"lost the Dask scheduler at {address} for {self.config.scheduler_grace_s:g}s; finished trials "
+                "are stored and running ones were marked cancelled; run again against a live scheduler to resume"
+            )
+            self._stop("the Dask scheduler is gone", cancel_running=True)
 
     def _time_out(self, run: TrialRun, now: float) -> None:
         """FAIL an overrunning trial and tell it to stop; if it ignores that, its worker is restarted."""
@@ -486,7 +511,7 @@ class Engine:
             if not conn.closed and isinstance(conn.state, TaskState) and conn.state.worker
         }
         self._hung.clear()
-        if workers and self.config.restart_hung_workers:
+        if workers and self.config.restart_hung_workers and self.client.status == "running":
             logger.warning("daskopt: objectives ignored their cancel; restarting worker(s) %s", ", ".join(workers))
             await asyncio.get_running_loop().run_in_executor(None, self._restart_worker, *sorted(workers))
 

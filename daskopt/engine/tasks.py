@@ -79,7 +79,7 @@ class TaskPool:
         """Cancel every task still queued or running; a running objective learns it over the channel."""
         futures = list(self.futures.values())
         self.futures.clear()
-        if futures:
+        if futures and self._client.status == "running":  # without a scheduler there is no one to tell
             try:
                 self._client.cancel(futures, asynchronous=False)
             except Exception:  # the cluster may already be gone; nothing left to cancel then

@@ -46,6 +46,7 @@ class ClusterSection(Section):
     threads_per_worker: PositiveInt = 1
     address: str | None = None
     connect_timeout: PositiveDuration = 15.0
+    scheduler_grace: PositiveDuration = 20.0
     trials_per_gpu: PositiveInt = 1
     gpus_per_trial: PositiveInt = 1
     slurm: dict[str, Any] | None = None

@@ -8,6 +8,8 @@ against ``BaseTrial``) work unmodified. Every decision still happens in the engi
   so multivariate samplers still sample jointly.
 - ``report`` is fire-and-forget. The loop answers each report batch with a prune decision for the latest
   step, so ``should_prune()`` waits at most for that one answer, and often finds it already received.
+- ``log(metrics, step)`` (not in ``optuna.Trial``) records extra metrics with the trial's loggers (its W&B
+  run); ``report`` values go to them too. Logging never talks to the loop.
 - When the loop cancels the trial (study timeout, trial timeout, Ctrl-C), ``should_prune()`` returns
   ``True`` so a well-behaved objective stops at its next check.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import datetime
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgpack
@@ -34,13 +36,19 @@ from optuna.trial import BaseTrial
 
 from daskopt.engine import events
 from daskopt.engine.channel import ChannelClosed, TrialConnection
+from daskopt.tracking.base import TrialLogger
+
+_NO_LOGGER = TrialLogger()
 
 
 class TrialHandle(BaseTrial):
     """An ``optuna.Trial``-compatible handle bound to one running trial."""
 
-    def __init__(self, conn: TrialConnection, assignment: events.Assignment) -> None:
+    def __init__(
+        self, conn: TrialConnection, assignment: events.Assignment, tracker: TrialLogger | None = None
+    ) -> None:
         self._conn = conn
+        self._tracker = tracker or _NO_LOGGER
         self._assignment = assignment
         self._number = assignment.number
         self._declared = {name: json_to_distribution(d) for name, d in assignment.distributions.items()}
@@ -122,6 +130,7 @@ class TrialHandle(BaseTrial):
             return  # Optuna keeps the first value reported for a step
         self._reported[step] = value
         self._last_step = step
+        self._tracker.report(value, step)
         if self.cancelled is not None:
             return
         try:
@@ -129,6 +138,17 @@ class TrialHandle(BaseTrial):
             self._drain()
         except ChannelClosed:
             self.cancelled = "the engine loop is gone"
+
+    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Record extra metrics (``{"train_loss": 0.3}``) at ``step`` in the trial's loggers (its W&B run).
+
+        They are not sent to the study; ``step`` ``None`` is the logger's current step.
+        """
+        if not isinstance(metrics, Mapping):
+            raise TypeError(f"log() metrics must be a dict of name -> value, got {type(metrics).__name__}")
+        if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step < 0):
+            raise TypeError(f"log() step must be a non-negative int or None, got {step!r}")
+        self._tracker.log(metrics, step)
 
     def should_prune(self) -> bool:
         if self._assignment.n_objectives > 1:

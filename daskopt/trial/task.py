@@ -22,6 +22,7 @@ import optuna
 
 from daskopt.engine import events
 from daskopt.engine.channel import ChannelClosed, TrialConnection
+from daskopt.tracking import TrialEnd, TrialStart, trial_loggers
 from daskopt.trial.handle import TrialHandle
 from daskopt.trial.result import objective_values
 
@@ -54,7 +55,7 @@ def run_trial_task(address: str, token: str, task_id: int, digest: str) -> str:
             objective = _load_objective(digest, assignment.objective)
             has_objective = True
             started = time.monotonic()
-            _run_trial(conn, objective, assignment)
+            _run_trial(conn, objective, assignment, worker)
             ran += 1
             if time.monotonic() - started >= assignment.chain_below_s:
                 break
@@ -76,12 +77,25 @@ def _next_assignment(conn: TrialConnection) -> list[Any] | None:
             return message
 
 
-def _run_trial(conn: TrialConnection, objective: Callable[..., Any], assignment: events.Assignment) -> None:
-    handle = TrialHandle(conn, assignment)
+def _run_trial(
+    conn: TrialConnection, objective: Callable[..., Any], assignment: events.Assignment, worker: str
+) -> None:
+    """Run one trial between its loggers' start and end. The loggers end before the loop hears the outcome,
+    so a trial's W&B run is finished when the loop records the trial (``finish`` takes a few ms offline,
+    counted in the trial's time as the study sees it)."""
+    tracker = trial_loggers(assignment.tracking)
+    handle = TrialHandle(conn, assignment, tracker)
     stop_heartbeat = _start_heartbeat(conn, assignment.heartbeat_s)
+    finish: list[Any] = [events.FINISH, events.FAIL, None, None]
+    started = time.monotonic()
     try:
+        tracker.trial_start(TrialStart(assignment.number, handle.params, assignment.user_attrs, worker))
+        started = time.monotonic()
         finish = _call_objective(objective, handle, assignment)
     finally:
+        error = finish[3]["message"] if finish[3] else None
+        duration = time.monotonic() - started
+        tracker.trial_end(TrialEnd(assignment.number, finish[1], finish[2], handle.params, duration, worker, error))
         stop_heartbeat.set()
     conn.send(finish)
 

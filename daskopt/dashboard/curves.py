@@ -1,0 +1,76 @@
+"""Learning curves: the intermediate values each trial reported, one line per trial, pruned ones greyed.
+
+One ``multi_line`` row per trial: a new trial streams one row, a running trial that reported more steps
+patches its own row. Only the latest ``LIMIT`` trials with curves are kept (older rows roll over), which
+bounds what the browser draws on long studies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bokeh.models import ColumnDataSource, HoverTool
+from bokeh.plotting import figure
+from optuna.trial import FrozenTrial
+
+from daskopt.dashboard.base import PLOT_HEIGHT, STATE_COLORS, Component, RowWindow
+from daskopt.dashboard.snapshot import Snapshot
+
+LIMIT = 1000
+COLUMNS = ("number", "xs", "ys", "state", "color", "alpha")
+ALPHA = {"COMPLETE": 0.8, "RUNNING": 1.0, "PRUNED": 0.35, "FAIL": 0.35}
+
+
+class Curves(Component):
+    """Intermediate values against their step."""
+
+    def __init__(self) -> None:
+        self.source = ColumnDataSource({name: [] for name in COLUMNS})
+        self.window = RowWindow(LIMIT)
+        fig = figure(
+            title=f"Intermediate values (latest {LIMIT} trials; pruned in grey)",
+            height=PLOT_HEIGHT,
+            sizing_mode="stretch_width",
+            x_axis_label="step",
+            y_axis_label="reported value",
+            tools="pan,wheel_zoom,box_zoom,reset,save",
+        )
+        lines = fig.multi_line("xs", "ys", source=self.source, line_color="color", line_alpha="alpha", line_width=1.5)
+        fig.add_tools(HoverTool(renderers=[lines], tooltips=[("trial", "@number"), ("state", "@state")]))
+        self.root = fig
+
+    def update(self, snapshot: Snapshot) -> None:
+        # patch first, with indices from before this update's stream rolls rows over
+        patches: dict[str, list[tuple[int, Any]]] = {name: [] for name in COLUMNS[1:]}
+        appended: list[FrozenTrial] = []
+        for trial in snapshot.changed:
+            index = self.window.index(trial.number)
+            if index is not None:
+                for name, value in zip(COLUMNS[1:], _row(trial)[1:], strict=True):
+                    patches[name].append((index, value))
+            elif trial.intermediate_values:  # its first report since we first saw it
+                appended.append(trial)
+        patches = {name: items for name, items in patches.items() if items}
+        if patches:
+            self.source.patch(patches)
+        appended += [t for t in snapshot.new[-LIMIT:] if t.intermediate_values and t.number not in self.window]
+        rows: dict[str, Any] = {name: [] for name in COLUMNS}
+        for trial in appended[-LIMIT:]:
+            self.window.add(trial.number)
+            for name, value in zip(COLUMNS, _row(trial), strict=True):
+                rows[name].append(value)
+        if rows["number"]:
+            self.source.stream(rows, rollover=LIMIT)
+
+
+def _row(trial: FrozenTrial) -> tuple[object, ...]:
+    steps = sorted(trial.intermediate_values)
+    state = trial.state.name
+    return (
+        trial.number,
+        steps,
+        [trial.intermediate_values[s] for s in steps],
+        state,
+        STATE_COLORS.get(state, "#7f7f7f"),
+        ALPHA.get(state, 0.5),
+    )

@@ -1,0 +1,84 @@
+"""The scheduler killed mid-study: the driver stops with a clear message within a bounded time, the
+storage stays consistent (nothing RUNNING), and a rerun against a new scheduler resumes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+from tests.conftest import DaskCommandCluster
+
+OBJECTIVE = "import time\n\ndef objective(trial):\n    time.sleep(0.2)\n    return trial.suggest_float('x', 0, 1)\n"
+STUDY = """
+[study]
+name = "lost"
+n_trials = 40
+[objective]
+callable = "obj:objective"
+[space]
+x = {{ type = "float", low = 0, high = 1 }}
+[cluster]
+kind = "address"
+address = "{address}"
+scheduler_grace = "3s"
+"""
+
+
+def _study(folder) -> optuna.Study:
+    backend = optuna.storages.journal.JournalFileBackend(str(folder / "lost.journal"))
+    return optuna.load_study(study_name="lost", storage=optuna.storages.JournalStorage(backend))
+
+
+@pytest.mark.slow
+def test_scheduler_killed_mid_study_then_resumed(tmp_path):
+    (tmp_path / "obj.py").write_text(OBJECTIVE)
+    with DaskCommandCluster(tmp_path) as cluster:
+        cluster.wait_for_workers()
+        (tmp_path / "study.toml").write_text(STUDY.format(address=cluster.address))
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "daskopt.cli", "run", "study.toml"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if (tmp_path / "lost.journal").exists() and sum(
+                t.state.is_finished() for t in _study(tmp_path).trials
+            ) >= 4:
+                break
+            time.sleep(0.2)
+        cluster.scheduler.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        _, stderr = driver.communicate(timeout=120)
+        stopped_after = time.monotonic() - killed_at
+    assert driver.returncode == 1, stderr
+    assert "lost the Dask scheduler" in stderr and "Traceback" not in stderr
+    assert stopped_after < 60
+    interrupted = _study(tmp_path)
+    assert all(t.state.is_finished() for t in interrupted.trials)
+    completed = {t.number: t.value for t in interrupted.trials if t.state.name == "COMPLETE"}
+
+    with DaskCommandCluster(tmp_path) as fresh:  # a new scheduler, and the file pointed at it
+        fresh.wait_for_workers()
+        (tmp_path / "study.toml").write_text(STUDY.format(address=fresh.address))
+        rerun = subprocess.run(
+            [sys.executable, "-m", "daskopt.cli", "run", "study.toml"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert rerun.returncode == 0, rerun.stderr
+    resumed = _study(tmp_path)
+    assert all(t.state.is_finished() for t in resumed.trials)
+    assert {t.number: t.value for t in resumed.trials if t.number in completed} == completed
+    cancelled = [t for t in resumed.trials if t.state.name != "COMPLETE"]
+    assert sum(t.state.name == "COMPLETE" for t in resumed.trials) + len(cancelled) == len(resumed.trials)
+    assert sum(t.state.name in ("COMPLETE", "PRUNED", "FAIL") for t in resumed.trials) >= 40

@@ -1,0 +1,147 @@
+"""W&B without Dask: options, mode choice, the missing extra, concurrent trial runs in one process."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import pytest
+
+from daskopt.errors import SpecError
+from daskopt.tracking import TrialEnd, TrialLoggers, TrialStart, WandbTrialLogger, spec_wandb_option, tracking_settings
+from daskopt.tracking.wandb_logger import resolve_mode, wandb_options
+from tests.tracking.wandb_files import offline_runs
+
+
+@pytest.mark.parametrize(
+    ("wandb", "key", "fragment"),
+    [
+        ("yes", "wandb", "expected a dict of W&B settings, True or None; got str"),
+        ({"projekt": "p"}, "wandb", "unknown key(s) ['projekt']; expected some of ['project', 'entity', 'mode'"),
+        ({"mode": "on"}, "wandb.mode", "got 'on'; expected one of ['online', 'offline', 'disabled']"),
+        ({"settings": {"api_key": "secret-value"}}, "wandb.settings", "set WANDB_API_KEY or run `wandb login`"),
+        (
+            {"settings": {"consle": "off"}},
+            "wandb.settings",
+            "not valid wandb.Settings (consle: Extra inputs are not permitted)",
+        ),
+        ({"config": {"path": object()}}, "wandb.config", "must be plain data"),
+    ],
+)
+def test_bad_options_are_one_line_errors(wandb, key, fragment):
+    with pytest.raises(SpecError) as err:
+        wandb_options(wandb, study_name="s", output_dir=None)
+    assert err.value.key == key and fragment in str(err.value)
+    assert "secret-value" not in str(err.value)
+
+
+@pytest.mark.parametrize("wandb", [None, False, {"mode": "disabled"}])
+def test_off_or_disabled_means_no_tracking_at_all(wandb):
+    assert tracking_settings("s", wandb=wandb) is None
+
+
+def test_disabled_by_environment(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert tracking_settings("s", wandb=True) is None
+
+
+def test_defaults_from_the_study_and_output_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE")
+    options = wandb_options(True, study_name="demo", output_dir=tmp_path / "out")
+    assert options == {
+        "project": "demo",
+        "entity": None,
+        "mode": None,  # decided in each process by its credentials
+        "tags": [],
+        "group": "demo",
+        "dir": str((tmp_path / "out").resolve()),
+        "metric": "value",
+        "config": {},
+        "settings": {},
+    }
+    assert wandb_options({"tags": "a"}, study_name="no-name-1f3", output_dir=None)["project"] == "daskopt"  # type: ignore[index]
+
+
+def test_mode_follows_credentials_when_not_configured(tmp_path, monkeypatch):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("")
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.delenv("WANDB_IDENTITY_TOKEN_FILE", raising=False)
+    monkeypatch.delenv("WANDB_BASE_URL", raising=False)
+    assert resolve_mode(None) == "offline"
+    netrc.write_text("machine api.wandb.ai\n  login user\n  password x\n")
+    assert resolve_mode(None) == "online"
+    assert resolve_mode("offline") == "offline"
+    netrc.write_text("")
+    monkeypatch.setenv("WANDB_API_KEY", "fake")
+    assert resolve_mode(None) == "online"
+
+
+def test_missing_wandb_names_the_extra(monkeypatch, caplog):
+    options = wandb_options({"mode": "offline"}, study_name="s", output_dir=None)
+    monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed
+    with pytest.raises(SpecError, match=r"pip install 'daskopt\[wandb\]'"):
+        wandb_options(True, study_name="s", output_dir=None)
+    section = type("Section", (), {"mode": None, "project": "p", "entity": None, "tags": ()})()
+    assert spec_wandb_option(section, "value") is None  # a study file that did not ask for a mode
+    loggers = TrialLoggers([WandbTrialLogger(options)])  # a worker without wandb: warn, run the trial
+    loggers.trial_start(TrialStart(0, {}, {}, ""))
+    loggers.trial_end(TrialEnd(0, "COMPLETE", [1.0], {}, 0.0))
+    assert "pip install 'daskopt[wandb]'" in caplog.text
+
+
+def test_concurrent_trials_in_one_process_get_their_own_runs(tmp_path):
+    """Two trials in two threads, interleaving every call: no value lands in the other trial's run."""
+    options = wandb_options({"mode": "offline"}, study_name="threads", output_dir=tmp_path)
+    barrier = threading.Barrier(2, timeout=30)
+    errors: list[BaseException] = []
+
+    def trial(number: int) -> None:
+        try:
+            logger = WandbTrialLogger(options)  # type: ignore[arg-type]
+            barrier.wait()
+            logger.trial_start(TrialStart(number, {"x": float(number)}, {}, f"worker-{number}"))
+            for step in range(6):
+                barrier.wait()
+                logger.report(1000.0 * number + step, step)
+                logger.log({"train_loss": float(number)}, step)
+            barrier.wait()
+            logger.trial_end(
+                TrialEnd(number, "COMPLETE", [float(number)], {"x": float(number)}, 0.1, f"worker-{number}")
+            )
+        except BaseException as exc:  # re-raised below, in the test's thread
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=trial, args=(n,)) for n in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    runs = {run.name: run for run in offline_runs(tmp_path, count=2)}
+    assert sorted(runs) == ["trial-1", "trial-2"]
+    for number in (1, 2):
+        run = runs[f"trial-{number}"]
+        assert run.group == "threads" and run.job_type == "trial" and run.exit_code == 0
+        assert run.config == {"x": float(number)}
+        assert run.metric("value") == {step: 1000.0 * number + step for step in range(6)}
+        assert set(run.metric("train_loss").values()) == {float(number)}
+        assert run.summary["state"] == "COMPLETE" and run.summary["value"] == float(number)
+        assert run.summary["worker"] == f"worker-{number}"
+    import wandb
+
+    assert wandb.run is None  # the global run was never touched
+
+
+def test_out_of_order_steps_are_kept(tmp_path):
+    options = wandb_options({"mode": "offline", "metric": "loss"}, study_name="s", output_dir=tmp_path)
+    logger = WandbTrialLogger(options)  # type: ignore[arg-type]
+    logger.trial_start(TrialStart(0, {}, {}, ""))
+    logger.log({"a": 1.0}, None)  # commits step 0
+    logger.report(5.0, 0)  # W&B would drop a row for step 0 now
+    logger.trial_end(TrialEnd(0, "FAIL", None, {"late": 1}, 0.0, "", "ValueError: x"))
+    (run,) = offline_runs(tmp_path, count=1)
+    assert any(row.get("loss") == 5.0 and row.get("step") == 0 for row in run.history)
+    assert run.summary["state"] == "FAIL" and run.summary["error"] == "ValueError: x" and run.exit_code == 1
+    assert run.config == {"late": 1}  # define-by-run parameters arrive at the end
