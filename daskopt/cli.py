@@ -104,11 +104,11 @@ def run(study_file: str, n_trials: int | None, address: str | None, dry_run: boo
     spec = _load(study_file)
     objective = _objective(spec, study_file)
     if dry_run:
-        click.echo(json.dumps(spec.model_dump(mode="json"), indent=2, default=str))
+        click.echo(json.dumps(spec.model_dump(mode="json", warnings=False), indent=2, default=str))
         kind = "address" if address else spec.cluster.kind
         click.echo(f"cluster: {kind}" + (f" at {address or spec.cluster.address}" if kind == "address" else ""))
         return
-    from daskopt.runner import best_summary, run_study
+    from daskopt.runner import best_summary, run_failed, run_study
 
     click.echo(f"daskopt: study {spec.study.name!r} in {spec.storage.url}; outputs in {spec.output.dir}", err=True)
     report = run_study(spec, objective, n_trials=n_trials, address=address)
@@ -117,6 +117,9 @@ def run(study_file: str, n_trials: int | None, address: str | None, dry_run: boo
     _print_counts(report.study)
     best = best_summary(report.study)
     click.echo(json.dumps(best, indent=2) if best is not None else "no completed trial yet")
+    failure = run_failed(report)
+    if failure:
+        _fail(failure, EXIT_FAILED)
 
 
 @main.command()

@@ -28,6 +28,11 @@ from daskopt.spec import StudySpec
 from daskopt.tracking import spec_wandb_option
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+_NOT_IN_CSV = {"fail_reason", "traceback"}  # fail_reason has its own column; tracebacks are multi-line
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool))
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class RunReport:
     study: optuna.Study
     ran: int
     recovered: int
+    first_number: int  # trials numbered from here on were created by this run
 
 
 def open_study(spec: StudySpec, *, create: bool) -> optuna.Study:
@@ -76,10 +82,11 @@ def recover_interrupted(study: optuna.Study) -> int:
 
 
 def outcomes(study: optuna.Study) -> int:
-    """Finished trials that count toward ``n_trials``: attempts that were retried are not outcomes."""
+    """Finished trials that count toward ``n_trials``: attempts that were retried, and trials asked ahead
+    that a stop closed before they ran, are not outcomes."""
     trials = study.get_trials(deepcopy=False)
     replaced = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
-    return sum(t.state in FINISHED and t.number not in replaced for t in trials)
+    return sum(t.state in FINISHED and t.number not in replaced and not t.user_attrs.get("not_started") for t in trials)
 
 
 def make_objective(spec: StudySpec) -> Callable[..., Any]:
@@ -131,6 +138,7 @@ def run_study(
         register_dask_page()  # before a local scheduler starts, so its "More" menu lists the page
     with open_client(spec.cluster, address) as client:
         study = open_study(spec, create=True)
+        first_number = len(study.get_trials(deepcopy=False))
         recovered = recover_interrupted(study)
         for point in spec.enqueue:
             study.enqueue_trial(dict(point), skip_if_exists=True)
@@ -158,7 +166,17 @@ def run_study(
                 write_outputs(study, out)
         else:
             write_outputs(study, out)
-    return RunReport(study=study, ran=remaining or 0, recovered=recovered)
+    return RunReport(study=study, ran=remaining or 0, recovered=recovered, first_number=first_number)
+
+
+def run_failed(report: RunReport) -> str | None:
+    """Why the run counts as failed (every outcome it produced is FAIL), or ``None``."""
+    trials = report.study.get_trials(deepcopy=False)[report.first_number :]
+    finished = [t for t in trials if t.state in FINISHED and not t.user_attrs.get("not_started")]
+    if not finished or any(t.state != TrialState.FAIL for t in finished):
+        return None
+    reason = finished[0].user_attrs.get("fail_reason", "no reason recorded")
+    return f"all {len(finished)} trial(s) of this run failed; the first: {reason}"
 
 
 def best_summary(study: optuna.Study) -> dict[str, Any] | list[dict[str, Any]] | None:
@@ -180,16 +198,21 @@ def write_outputs(study: optuna.Study, out: Path) -> None:
     (out / "best.json").write_text(json.dumps(best_summary(study), indent=2) + "\n")
     trials = study.get_trials(deepcopy=False)
     params = sorted({name for t in trials for name in t.params})
+    attrs = sorted({k for t in trials for k, v in t.user_attrs.items() if k not in _NOT_IN_CSV and _scalar(v)})
     n_values = len(study.directions)
     value_cols = ["value"] if n_values == 1 else [f"value_{i}" for i in range(n_values)]
     tmp = out / "trials.csv.tmp"
     with tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["number", "state", *value_cols, *[f"params_{p}" for p in params], "duration_s", "fail_reason"])
+        writer.writerow(
+            ["number", "state", *value_cols, *[f"params_{p}" for p in params], *[f"user_attrs_{a}" for a in attrs]]
+            + ["duration_s", "fail_reason"]
+        )
         for t in trials:
             values = list(t.values) if t.values is not None else [None] * n_values
             duration = t.duration.total_seconds() if t.duration is not None else None
             reason = t.user_attrs.get("fail_reason", "")
-            row = [t.number, t.state.name, *values, *[t.params.get(p) for p in params], duration, reason]
+            extra = [t.user_attrs.get(a) if _scalar(t.user_attrs.get(a)) else None for a in attrs]
+            row = [t.number, t.state.name, *values, *[t.params.get(p) for p in params], *extra, duration, reason]
             writer.writerow(["" if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in row])
     tmp.replace(out / "trials.csv")

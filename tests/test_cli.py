@@ -193,3 +193,29 @@ def test_unwritable_output_dir_is_bad_input(tmp_path):
     path.write_text(path.read_text() + textwrap.dedent('\n[output]\ndir = "blocker/out"\n'))
     done = daskopt("run", "study.toml", cwd=tmp_path)
     assert done.returncode == 2 and "output.dir" in done.stderr
+
+
+def test_a_run_whose_trials_all_fail_exits_1_with_the_reason(tmp_path):
+    write_study(tmp_path, n_trials=3)
+    (tmp_path / "obj.py").write_text(
+        "def objective(trial):\n    trial.suggest_float('x', -5, 5)\n    raise OSError('disk gone')\n"
+    )
+    done = daskopt("run", "study.toml", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "all 3 trial(s) of this run failed; the first: OSError: disk gone" in done.stderr
+
+
+def test_trials_csv_holds_user_attributes(tmp_path):
+    write_study(tmp_path, n_trials=3)
+    (tmp_path / "obj.py").write_text(
+        "def objective(trial):\n    trial.set_user_attr('seed', 7)\n    return trial.suggest_float('x', -5, 5)\n"
+    )
+    assert daskopt("run", "study.toml", cwd=tmp_path).returncode == 0
+    header, *rows = (tmp_path / "runs" / "cli" / "trials.csv").read_text().splitlines()
+    assert "user_attrs_seed" in header.split(",") and len(rows) == 3
+
+
+def test_dry_run_prints_no_warnings(tmp_path):
+    write_study(tmp_path)
+    done = daskopt("run", "study.toml", "--dry-run", cwd=tmp_path)
+    assert done.returncode == 0 and "Warning" not in done.stderr

@@ -141,7 +141,7 @@ class Engine:
         if cancel_running:
             self._cancel_running(reason)
         while self._ready:
-            self._tell(self._ready.popleft(), TrialState.FAIL, reason="study stopped before the trial started")
+            self._tell_not_started(self._ready.popleft())
         self._fill()
 
     def _cancel_running(self, reason: str) -> None:
@@ -236,7 +236,7 @@ class Engine:
             self._error_stop(f"the sampler failed: {type(error).__name__}: {error}")
             return
         if self._stopping is not None:
-            self._tell(run, TrialState.FAIL, reason="study stopped before the trial started")
+            self._tell_not_started(run)
             return
         self._ready.append(run)
         self._fill()
@@ -406,6 +406,11 @@ class Engine:
             callback(self.study, frozen)
         if getattr(self.study, "_stop_flag", False) and self._stopping is None:
             self._stop("study.stop() was called", cancel_running=False)
+
+    def _tell_not_started(self, run: TrialRun) -> None:
+        """A trial asked ahead for a slot that the stop closed: FAIL, marked so a resume does not count it."""
+        run.trial.set_user_attr("not_started", True)
+        self._tell(run, TrialState.FAIL, reason="study stopped before the trial started")
 
     def _lost(self, run: TrialRun, why: str) -> None:
         """A trial's task vanished (worker killed, connection dropped, heartbeat silent)."""
