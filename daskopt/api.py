@@ -46,6 +46,7 @@ def optimize(
     scheduler_grace_s: float = 20.0,
     wandb: Mapping[str, Any] | bool | None = None,
     output_dir: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
     dashboard: bool | dict[str, Any] | None = None,
 ) -> optuna.Study:
     """Run ``objective`` on a Dask cluster, each trial a Dask task, and return ``study``.
@@ -89,6 +90,8 @@ def optimize(
             ``output_dir``), ``metric`` (name of reported values, default ``value``), ``config`` (fixed
             settings added to each trial's config) and ``settings`` (``wandb.Settings`` overrides).
             Needs the ``wandb`` extra. Objectives log extra metrics with ``trial.log({...}, step=...)``.
+        checkpoint_dir: a folder all workers can reach; each trial gets ``trial.checkpoint_dir`` below it,
+            and a retried trial gets the folder of the attempt it replaces.
         output_dir: a folder for the study's outputs; ``events.jsonl`` there receives one line per trial
             start and end (appended, so a resumed study continues it). W&B runs go under it too.
         dashboard: serve the live Bokeh page at ``http://127.0.0.1:<port>/daskopt`` while the call runs
@@ -117,6 +120,7 @@ def optimize(
             scheduler_grace_s=scheduler_grace_s,
             resources=resources,
             tracking=tracking,
+            checkpoint_root=None if checkpoint_dir is None else str(Path(checkpoint_dir).resolve()),
             study_logger=study_loggers(tracking, output_dir),
             services=services,
         )

@@ -77,7 +77,10 @@ def recover_interrupted(study: optuna.Study) -> int:
         study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", "interrupted: the driver stopped")
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
         attrs = {k: v for k, v in trial.user_attrs.items() if k not in ("fail_reason", "traceback")}
-        study.enqueue_trial(dict(trial.params), user_attrs={**attrs, "retry_of": trial.number})
+        checkpoint = int(trial.user_attrs.get("checkpoint_of", trial.number))
+        study.enqueue_trial(
+            dict(trial.params), user_attrs={**attrs, "retry_of": trial.number, "checkpoint_of": checkpoint}
+        )
     return len(stale)
 
 
@@ -160,6 +163,7 @@ def run_study(
                     scheduler_grace_s=spec.cluster.scheduler_grace,
                     wandb=spec_wandb_option(spec.wandb, spec.objective.metric),
                     output_dir=out,
+                    checkpoint_dir=out / "checkpoints",
                     dashboard=dashboard,
                 )
             finally:

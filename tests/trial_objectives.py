@@ -101,3 +101,17 @@ def hangs_without_checking(trial: optuna.Trial) -> float:
     if trial.number == 0:
         time.sleep(3600)
     return x
+
+
+def resumes_from_checkpoint(trial: optuna.Trial) -> float:
+    """10 epochs, a checkpoint after each; the first attempt of trial 0 dies at epoch 5 (SIGKILL)."""
+    x = trial.suggest_float("x", 0, 1)
+    state = trial.checkpoint_dir / "state.txt"
+    start = int(state.read_text()) if state.exists() else 0
+    trial.set_user_attr("resumed_from", start)
+    for epoch in range(start, 10):
+        if trial.number == 0 and epoch == 5 and "retry_of" not in trial.user_attrs:
+            os.kill(os.getpid(), signal.SIGKILL)
+        state.write_text(str(epoch + 1))
+        time.sleep(0.01)
+    return x

@@ -51,6 +51,7 @@ class EngineConfig:
     channel_host: str | None = None
     resources: dict[str, float] | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
+    checkpoint_root: str | None = None  # folder workers can reach; trial-<n> folders are made below it
     tracking: dict[str, Any] | None = None  # sent to every trial, see daskopt.tracking.trial_loggers
     study_logger: StudyLogger | None = None  # driver-side hooks, see daskopt.tracking.base.StudyLogger
     services: Sequence[ServiceStarter] = ()

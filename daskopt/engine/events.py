@@ -73,6 +73,7 @@ class Assignment:
     prune_enabled: bool = True
     heartbeat_s: float = 5.0
     chain_below_s: float = 0.0
+    checkpoint_dir: str | None = None  # shared folder of this trial (and of its retries)
     tracking: dict[str, Any] | None = None  # plain logger settings (daskopt.tracking.trial_loggers)
     objective: bytes | None = field(default=None, repr=False)
 

@@ -252,6 +252,10 @@ class Engine:
                 continue
             self._assign(conn, self._ready.popleft())
 
+    def _checkpoint_dir(self, run: TrialRun) -> str | None:
+        root = self.config.checkpoint_root
+        return None if root is None else f"{root}/trial-{checkpoint_key(run.number, run.user_attrs)}"
+
     def _assign(self, conn: Connection, run: TrialRun) -> None:
         state: TaskState = conn.state
         state.run = run
@@ -272,6 +276,7 @@ class Engine:
             heartbeat_s=self.config.heartbeat_s,
             chain_below_s=self.config.chain_below_s,
             tracking=self.config.tracking,
+            checkpoint_dir=self._checkpoint_dir(run),
             objective=None if state.has_objective else self._objective_bytes,
         )
         conn.send([events.ASSIGN, assignment.to_wire()])
@@ -421,7 +426,9 @@ class Engine:
         self._tell(run, TrialState.FAIL, reason=reason, retry=retry)
         if retry:
             attrs = {k: v for k, v in run.user_attrs.items() if k not in ("fail_reason", "traceback")}
-            attrs.update(retry_of=run.number, attempt=attempt + 1)
+            attrs.update(
+                retry_of=run.number, attempt=attempt + 1, checkpoint_of=checkpoint_key(run.number, run.user_attrs)
+            )
             self.study.enqueue_trial(run.trial.params, user_attrs=attrs)
             logger.warning("daskopt: %s; retrying with the same parameters (attempt %d)", reason, attempt + 1)
         self._fill()
@@ -519,6 +526,11 @@ class Engine:
         if workers and self.config.restart_hung_workers and self.client.status == "running":
             logger.warning("daskopt: objectives ignored their cancel; restarting worker(s) %s", ", ".join(workers))
             await asyncio.get_running_loop().run_in_executor(None, self._restart_worker, *sorted(workers))
+
+
+def checkpoint_key(number: int, user_attrs: dict[str, Any]) -> int:
+    """The trial whose checkpoint folder a trial uses: its own, or that of the attempt a retry replaces."""
+    return int(user_attrs.get("checkpoint_of", number))
 
 
 def suggest_in_loop(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:

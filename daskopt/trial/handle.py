@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -240,6 +241,19 @@ class TrialHandle(BaseTrial):
     @property
     def number(self) -> int:
         return self._number
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """This trial's folder for checkpoints (created on first use). A retry of a lost trial gets the
+        folder of the attempt it replaces, so training can resume where that attempt died."""
+        if self._assignment.checkpoint_dir is None:
+            raise AttributeError(
+                "trial.checkpoint_dir is not configured: pass checkpoint_dir= to daskopt.optimize (a folder all "
+                "workers can reach); study files use <output dir>/checkpoints"
+            )
+        path = Path(self._assignment.checkpoint_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     @property
     def reported_values(self) -> list[float]:

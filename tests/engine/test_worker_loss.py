@@ -44,3 +44,23 @@ def test_hung_objective_past_trial_timeout_gets_its_worker_restarted(client):
     while time.monotonic() < deadline and set(client.run(os.getpid).values()) >= pids_before:
         time.sleep(0.2)  # the restart runs in the background; wait for the new process
     assert set(client.run(os.getpid).values()) - pids_before, "the hung worker process was not replaced"
+
+
+def test_retried_trial_resumes_from_the_checkpoint_of_the_attempt_it_replaces(client, tmp_path):
+    study = optuna.create_study()
+    daskopt.optimize(
+        study, objectives.resumes_from_checkpoint, n_trials=3, client=client, max_retries=1, checkpoint_dir=tmp_path
+    )
+    retry = next(t for t in study.trials if t.user_attrs.get("retry_of") == 0)
+    assert retry.state.name == "COMPLETE"
+    assert retry.user_attrs["resumed_from"] == 5  # killed at epoch 5 of 10, resumed there
+    assert retry.user_attrs["checkpoint_of"] == 0
+    assert (tmp_path / "trial-0" / "state.txt").read_text() == "10"
+    others = [t for t in study.trials if t.number != 0 and "retry_of" not in t.user_attrs]
+    assert all(t.user_attrs["resumed_from"] == 0 for t in others)
+
+
+def test_checkpoint_dir_unset_is_a_clear_error(client):
+    study = optuna.create_study()
+    daskopt.optimize(study, objectives.resumes_from_checkpoint, n_trials=1, client=client)
+    assert "checkpoint_dir is not configured" in study.trials[0].user_attrs["fail_reason"]
