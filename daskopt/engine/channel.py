@@ -12,13 +12,15 @@ The trial side is a blocking socket used by the objective's thread (plus a heart
 writes, under a lock).
 
 Only connections that present the study's random token in their first frame are served; nothing received
-is ever unpickled.
+is ever unpickled. On a TLS cluster the channel is mutual TLS with the cluster's own CA and certificates
+(the client's certificate serves, the worker's connects), so it is as private as the cluster itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Callable
@@ -119,19 +121,21 @@ class ChannelServer:
         host: str,
         on_messages: Callable[[Connection, list[list[Any]]], None],
         on_closed: Callable[[Connection], None],
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._host = host
+        self._ssl = ssl_context
         self._on_messages = on_messages
         self._on_closed = on_closed
         self._server: asyncio.Server | None = None
         self.connections: set[Connection] = set()
 
     async def start(self) -> str:
-        """Start listening; returns ``host:port`` for trial tasks to connect to."""
+        """Start listening; returns the address for trial tasks: ``host:port``, or ``tls://host:port``."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._make_connection, self._host, 0)
+        self._server = await loop.create_server(self._make_connection, self._host, 0, ssl=self._ssl)
         port = self._server.sockets[0].getsockname()[1]
-        return f"{self._host}:{port}"
+        return f"{'tls://' if self._ssl else ''}{self._host}:{port}"
 
     def _make_connection(self) -> Connection:
         conn = Connection(self._on_messages, self._closed)
@@ -161,10 +165,13 @@ class TrialConnection:
     ``send`` may be called from a second thread (the heartbeat); ``receive`` only from the objective's.
     """
 
-    def __init__(self, address: str, timeout: float = 30.0) -> None:
-        host, port = address.rsplit(":", 1)
-        self._sock = socket.create_connection((host, int(port)), timeout=timeout)
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, address: str, timeout: float = 30.0, ssl_context: ssl.SSLContext | None = None) -> None:
+        if address.startswith("tls://") and ssl_context is None:
+            raise ChannelClosed("the engine loop listens with TLS, but this worker has no TLS configuration")
+        host, port = address.removeprefix("tls://").rsplit(":", 1)
+        sock = socket.create_connection((host, int(port)), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = ssl_context.wrap_socket(sock) if ssl_context is not None else sock
         self._sock.settimeout(None)
         self._decoder = FrameDecoder()
         self._inbox: list[list[Any]] = []
@@ -188,7 +195,7 @@ class TrialConnection:
             self._sock.settimeout(timeout)
             try:
                 data = self._sock.recv(1 << 16)
-            except (TimeoutError, BlockingIOError):
+            except (TimeoutError, BlockingIOError, ssl.SSLWantReadError):
                 return None
             except OSError as exc:
                 self.closed = True

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import math
 import secrets
+import ssl
 import time
 from collections import deque
 from typing import Any
@@ -82,7 +83,7 @@ class Engine:
         self._hung: dict[Connection, float] = {}  # timed-out trials' connections -> restart deadline
         self._refill = False
         self._sampling = SamplingGate()
-        self._server = ChannelServer(self._channel_host(), self._on_messages, self._on_closed)
+        self._server = ChannelServer(self._channel_host(), self._on_messages, self._on_closed, self._channel_tls())
         self._progress = Progress(config.show_progress, config.n_trials)
         self._deadline = time.monotonic() + config.timeout if config.timeout else None
         self._study_logger = config.study_logger or StudyLogger()
@@ -91,7 +92,7 @@ class Engine:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self._done: asyncio.Future[None] = loop.create_future()
-        address = await self._server.start()
+        address = self.channel_address = await self._server.start()
         self._pool = TaskPool(
             self.client,
             loop,
@@ -159,6 +160,13 @@ class Engine:
             local.in_optimize_loop = value
         if not value and hasattr(self.study, "_stop_flag"):
             self.study._stop_flag = False
+
+    def _channel_tls(self) -> ssl.SSLContext | None:
+        """On a TLS cluster the channel is mutual TLS too, with the client's certificate serving."""
+        if not str(self.client.scheduler.address).startswith("tls://"):
+            return None
+        context = self.client.security.get_listen_args("client").get("ssl_context")
+        return context if isinstance(context, ssl.SSLContext) else None
 
     def _channel_host(self) -> str:
         if self.config.channel_host:

@@ -11,6 +11,7 @@ The objective travels once per worker process, over the channel, and is cached h
 from __future__ import annotations
 
 import os
+import ssl
 import threading
 import time
 import traceback
@@ -39,7 +40,7 @@ def run_trial_task(address: str, token: str, task_id: int, digest: str) -> str:
     dominate, while longer trials keep one task each (visible per trial in the Dask dashboard).
     """
     try:
-        conn = TrialConnection(address)
+        conn = TrialConnection(address, ssl_context=_worker_tls(address))
     except OSError:
         return "loop-gone"  # the study already ended and closed its port
     ran = 0
@@ -146,6 +147,16 @@ def _start_heartbeat(conn: TrialConnection, interval: float) -> threading.Event:
 
     threading.Thread(target=beat, name="daskopt-heartbeat", daemon=True).start()
     return stop
+
+
+def _worker_tls(address: str) -> ssl.SSLContext | None:
+    """The worker's own TLS identity for a ``tls://`` loop address (mutual TLS, the cluster's CA)."""
+    if not address.startswith("tls://"):
+        return None
+    from distributed import get_worker
+
+    context = get_worker().security.get_connection_args("worker").get("ssl_context")
+    return context if isinstance(context, ssl.SSLContext) else None
 
 
 def _worker_identity() -> tuple[str, int]:

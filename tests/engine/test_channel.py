@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from daskopt.engine.channel import ChannelServer, FrameDecoder, TrialConnection, encode
+from daskopt.engine.channel import ChannelClosed, ChannelServer, FrameDecoder, TrialConnection, encode
 
 
 def test_decoder_reassembles_frames_split_anywhere():
@@ -53,3 +53,64 @@ def test_round_trip_between_trial_and_server():
     thread.join(5)
     assert received == [[2, 7, 0.25]]
     assert closed.is_set()
+
+
+def _security(tls_files):
+    from distributed import Security
+
+    files = {"tls_ca_file": tls_files["ca"], "tls_client_cert": tls_files["cert"], "tls_client_key": tls_files["key"]}
+    return Security(**files, tls_worker_cert=tls_files["cert"], tls_worker_key=tls_files["key"])
+
+
+def _serve_echo(ssl_context):
+    """An echoing channel server on its own thread; returns (address, stop)."""
+    address: list[str] = []
+    ready, stop = threading.Event(), threading.Event()
+
+    async def serve() -> None:
+        def on_messages(conn, messages):
+            for message in messages:
+                conn.send(["echo", *message])
+
+        server = ChannelServer("127.0.0.1", on_messages, lambda conn: None, ssl_context)
+        address.append(await server.start())
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+        await server.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    ready.wait(5)
+    return address[0], stop
+
+
+def test_tls_channel_is_mutual_tls_with_the_cluster_certificates(tls_files):
+    security = _security(tls_files)
+    address, stop = _serve_echo(security.get_listen_args("client")["ssl_context"])
+    try:
+        assert address.startswith("tls://")
+        conn = TrialConnection(address, ssl_context=security.get_connection_args("worker")["ssl_context"])
+        conn.send([2, 1, 0.5])
+        assert conn.receive(timeout=5) == ["echo", 2, 1, 0.5]
+        assert conn.receive(timeout=0) is None
+        conn.close()
+    finally:
+        stop.set()
+
+
+def test_tls_channel_refuses_a_peer_without_a_certificate(tls_files):
+    import ssl
+
+    address, stop = _serve_echo(_security(tls_files).get_listen_args("client")["ssl_context"])
+    try:
+        with pytest.raises(ChannelClosed):
+            TrialConnection(address)  # plain TCP to a TLS port: refused before anything is sent
+        anonymous = ssl.create_default_context(cafile=tls_files["ca"])
+        anonymous.check_hostname = False
+        with pytest.raises((ssl.SSLError, ConnectionError, ChannelClosed)):
+            conn = TrialConnection(address, ssl_context=anonymous)  # TLS, but no client certificate
+            conn.send([2, 1, 0.5])
+            conn.receive(timeout=5)
+    finally:
+        stop.set()
