@@ -50,6 +50,10 @@ def open_study(spec: StudySpec, *, create: bool) -> optuna.Study:
     sampler, pruner = make_sampler(spec.sampler, distributions), make_pruner(spec.pruner)
     name = spec.study.name
     if not create:
+        if storage is None:
+            raise SpecError(
+                "an in-memory study does not outlive its run; use a journal or database url", key="storage.url"
+            )
         try:
             return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
         except KeyError:
@@ -98,6 +102,8 @@ def make_objective(spec: StudySpec) -> Callable[..., Any]:
         return load_callable(section.callable, Path(section.workdir))
     from daskopt.objectives.command import CommandObjective
 
+    if section.command is None:  # the spec guarantees one of the two; say so rather than assume
+        raise SpecError("set callable or command", key="objective")
     return CommandObjective(
         section.command,
         space_names=list(spec.space),

@@ -20,7 +20,7 @@ import datetime
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import msgpack
 from optuna.distributions import (
@@ -74,6 +74,19 @@ class TrialHandle(BaseTrial):
 
     def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
         return int(self._suggest(name, IntDistribution(low, high, log=log, step=step)))
+
+    @overload
+    def suggest_categorical(self, name: str, choices: Sequence[None]) -> None: ...
+    @overload
+    def suggest_categorical(self, name: str, choices: Sequence[bool]) -> bool: ...
+    @overload
+    def suggest_categorical(self, name: str, choices: Sequence[int]) -> int: ...
+    @overload
+    def suggest_categorical(self, name: str, choices: Sequence[float]) -> float: ...
+    @overload
+    def suggest_categorical(self, name: str, choices: Sequence[str]) -> str: ...
+    @overload
+    def suggest_categorical(self, name: str, choices: Sequence[CategoricalChoiceType]) -> CategoricalChoiceType: ...
 
     def suggest_categorical(self, name: str, choices: Sequence[CategoricalChoiceType]) -> CategoricalChoiceType:
         return self._suggest(name, CategoricalDistribution(choices))  # type: ignore[no-any-return]
