@@ -14,43 +14,7 @@ import optuna
 import pytest
 
 from tests.conftest import DaskCommandCluster, free_port
-
-OBJECTIVE = """
-import time
-
-def objective(trial):
-    x = trial.suggest_float("x", -5, 5)
-    time.sleep(SLEEP)
-    return x * x
-"""
-
-STUDY = """
-[study]
-name = "cli"
-n_trials = {n_trials}
-
-[objective]
-callable = "obj:objective"
-
-[space]
-x = {{ type = "float", low = -5, high = 5 }}
-
-[sampler]
-name = "random"
-options = {{ seed = 1 }}
-
-[cluster]
-{cluster}
-"""
-
-
-def write_study(
-    folder: Path, n_trials: int = 8, sleep: float = 0.0, cluster: str = 'kind = "local"\nn_workers = 2'
-) -> Path:
-    (folder / "obj.py").write_text(OBJECTIVE.replace("SLEEP", repr(sleep)))
-    path = folder / "study.toml"
-    path.write_text(STUDY.format(n_trials=n_trials, cluster=cluster))
-    return path
+from tests.studyfiles import OBJECTIVE, write_study
 
 
 def daskopt(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from daskopt.runner import open_study, outcomes
 from daskopt.spec import StudySpec, load_spec
+from tests.studyfiles import live_processes
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 EPOCHS = 20  # train.py's --epochs in examples/command_pruning/study.toml
@@ -39,20 +40,6 @@ def run_example(name: str, tmp_path: Path, n_trials: int) -> tuple[StudySpec, op
     return spec, study
 
 
-def processes_mentioning(text: str) -> list[str]:
-    """Command lines of live (non-zombie) processes that contain ``text`` (Linux ``/proc``)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, IndexError):
-            continue
-        if text in cmdline and state not in ("Z", "X"):
-            found.append(cmdline)
-    return found
-
-
 def test_quickstart(tmp_path: Path) -> None:
     pytest.importorskip("sklearn")
     _, study = run_example("quickstart", tmp_path, n_trials=6)
@@ -73,7 +60,7 @@ def test_command_pruning_prunes_and_keeps_logs(tmp_path: Path) -> None:
         reports = (logs / f"trial-{trial.number}.stdout").read_text().count('"step"')
         assert 0 < reports < EPOCHS
     if Path("/proc").is_dir():
-        assert not processes_mentioning(str(tmp_path / "command_pruning")), "a trial's program outlived it"
+        assert not live_processes(str(tmp_path / "command_pruning")), "a trial's program outlived it"
 
 
 def test_ablation_repeats_run_each_point_with_each_seed(tmp_path: Path) -> None:

@@ -73,6 +73,42 @@ class RowWindow:
         return self.index(key) is not None
 
 
+class TrialRows:
+    """A source with one row per trial for the latest ``limit`` trials: changed trials are patched in place,
+    new ones streamed, the oldest rolled over. ``columns[0]`` is the trial number; ``row(trial)`` gives a
+    value per column."""
+
+    def __init__(self, columns: tuple[str, ...], row: Callable[[Any], tuple[object, ...]], limit: int) -> None:
+        self.columns, self.row, self.limit = columns, row, limit
+        self.source = ColumnDataSource({name: [] for name in columns})
+        self.window = RowWindow(limit)
+
+    def patch(self, trials: list[Any]) -> list[Any]:
+        """Patch the rows of trials already shown; returns the trials that have no row."""
+        patches: dict[str, list[tuple[int, Any]]] = {name: [] for name in self.columns[1:]}
+        unshown = []
+        for trial in trials:
+            index = self.window.index(trial.number)
+            if index is None:
+                unshown.append(trial)
+                continue
+            for name, value in zip(self.columns[1:], self.row(trial)[1:], strict=True):
+                patches[name].append((index, value))
+        patches = {name: items for name, items in patches.items() if items}
+        if patches:  # before any stream, whose rollover would shift the indices
+            self.source.patch(patches)
+        return unshown
+
+    def append(self, trials: list[Any]) -> None:
+        rows: dict[str, Any] = {name: [] for name in self.columns}
+        for trial in trials[-self.limit :]:
+            self.window.add(trial.number)
+            for name, value in zip(self.columns, self.row(trial), strict=True):
+                rows[name].append(value)
+        if rows[self.columns[0]]:
+            self.source.stream(rows, rollover=self.limit)
+
+
 class Background:
     """Runs ``fn`` on a helper thread at most every ``interval`` seconds and keeps its latest result."""
 

@@ -7,13 +7,11 @@ bounds what the browser draws on long studies.
 
 from __future__ import annotations
 
-from typing import Any
-
-from bokeh.models import ColumnDataSource, HoverTool
+from bokeh.models import HoverTool
 from bokeh.plotting import figure
 from optuna.trial import FrozenTrial
 
-from daskopt.dashboard.base import PLOT_HEIGHT, STATE_COLORS, Component, RowWindow
+from daskopt.dashboard.base import PLOT_HEIGHT, STATE_COLORS, Component, TrialRows
 from daskopt.dashboard.snapshot import Snapshot
 
 LIMIT = 1000
@@ -25,8 +23,8 @@ class Curves(Component):
     """Intermediate values against their step."""
 
     def __init__(self) -> None:
-        self.source = ColumnDataSource({name: [] for name in COLUMNS})
-        self.window = RowWindow(LIMIT)
+        self.rows = TrialRows(COLUMNS, _row, LIMIT)
+        self.source = self.rows.source
         fig = figure(
             title=f"Intermediate values (latest {LIMIT} trials; pruned in grey)",
             height=PLOT_HEIGHT,
@@ -40,27 +38,10 @@ class Curves(Component):
         self.root = fig
 
     def update(self, snapshot: Snapshot) -> None:
-        # patch first, with indices from before this update's stream rolls rows over
-        patches: dict[str, list[tuple[int, Any]]] = {name: [] for name in COLUMNS[1:]}
-        appended: list[FrozenTrial] = []
-        for trial in snapshot.changed:
-            index = self.window.index(trial.number)
-            if index is not None:
-                for name, value in zip(COLUMNS[1:], _row(trial)[1:], strict=True):
-                    patches[name].append((index, value))
-            elif trial.intermediate_values:  # its first report since we first saw it
-                appended.append(trial)
-        patches = {name: items for name, items in patches.items() if items}
-        if patches:
-            self.source.patch(patches)
-        appended += [t for t in snapshot.new[-LIMIT:] if t.intermediate_values and t.number not in self.window]
-        rows: dict[str, Any] = {name: [] for name in COLUMNS}
-        for trial in appended[-LIMIT:]:
-            self.window.add(trial.number)
-            for name, value in zip(COLUMNS, _row(trial), strict=True):
-                rows[name].append(value)
-        if rows["number"]:
-            self.source.stream(rows, rollover=LIMIT)
+        unshown = self.rows.patch(snapshot.changed)
+        appended = [t for t in unshown if t.intermediate_values]  # first reports since we first saw them
+        appended += [t for t in snapshot.new[-LIMIT:] if t.intermediate_values and t.number not in self.rows.window]
+        self.rows.append(appended)
 
 
 def _row(trial: FrozenTrial) -> tuple[object, ...]:

@@ -6,13 +6,10 @@ latest ``LIMIT`` rows, so the table costs the same at 100 and at 100,000 trials.
 
 from __future__ import annotations
 
-from typing import Any
-
-from bokeh.models import ColumnDataSource
 from bokeh.models.widgets import DataTable, TableColumn
 from optuna.trial import FrozenTrial
 
-from daskopt.dashboard.base import Component, RowWindow, fmt
+from daskopt.dashboard.base import Component, TrialRows, fmt
 from daskopt.dashboard.snapshot import Snapshot
 
 LIMIT = 1000
@@ -25,8 +22,8 @@ class Table(Component):
     """A DataTable of the latest ``LIMIT`` trials."""
 
     def __init__(self) -> None:
-        self.source = ColumnDataSource({name: [] for name in COLUMNS})
-        self.window = RowWindow(LIMIT)
+        self.rows = TrialRows(COLUMNS, _row, LIMIT)
+        self.source = self.rows.source
         self.root = DataTable(
             source=self.source,
             columns=[TableColumn(field=c, title=t, width=w) for c, t, w in zip(COLUMNS, TITLES, WIDTHS, strict=True)],
@@ -36,22 +33,8 @@ class Table(Component):
         )
 
     def update(self, snapshot: Snapshot) -> None:
-        patches: dict[str, list[tuple[int, Any]]] = {name: [] for name in COLUMNS[1:]}
-        for trial in snapshot.changed:
-            index = self.window.index(trial.number)
-            if index is not None:
-                for name, value in zip(COLUMNS[1:], _row(trial)[1:], strict=True):
-                    patches[name].append((index, value))
-        patches = {name: items for name, items in patches.items() if items}
-        if patches:  # before the stream, whose rollover would shift the indices
-            self.source.patch(patches)
-        rows: dict[str, Any] = {name: [] for name in COLUMNS}
-        for trial in snapshot.new[-LIMIT:]:
-            self.window.add(trial.number)
-            for name, value in zip(COLUMNS, _row(trial), strict=True):
-                rows[name].append(value)
-        if rows["number"]:
-            self.source.stream(rows, rollover=LIMIT)
+        self.rows.patch(snapshot.changed)
+        self.rows.append(snapshot.new)
 
 
 def _row(trial: FrozenTrial) -> tuple[object, ...]:

@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from daskopt.errors import SpecError
 from daskopt.runner import open_study, outcomes
 from daskopt.spec import load_spec
+from tests.studyfiles import live_processes, write_study
 
 SLURM = Path(__file__).resolve().parents[2] / "deploy" / "slurm"
 SBATCH = SLURM / "daskopt.sbatch"
@@ -30,31 +31,6 @@ FAKE_SRUN = """#!/usr/bin/env bash
 # Stand-in for srun on one node: drop the options, run the command once.
 while [[ $# -gt 0 && $1 == -* ]]; do shift; done
 exec "$@"
-"""
-
-OBJECTIVE = """
-import time
-
-def objective(trial):
-    x = trial.suggest_float("x", -5, 5)
-    time.sleep(SLEEP)
-    return x * x
-"""
-
-STUDY = """
-[study]
-name = "sbatch"
-n_trials = {n_trials}
-
-[objective]
-callable = "obj:objective"
-
-[space]
-x = {{ type = "float", low = -5, high = 5 }}
-
-[sampler]
-name = "random"
-options = {{ seed = 1 }}
 """
 
 
@@ -132,30 +108,9 @@ def fake_allocation(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return tmp_path, env
 
 
-def write_study(folder: Path, n_trials: int, sleep: float) -> Path:
-    (folder / "obj.py").write_text(OBJECTIVE.replace("SLEEP", repr(sleep)))
-    path = folder / "study.toml"
-    path.write_text(STUDY.format(n_trials=n_trials))
-    return path
-
-
-def leftover_processes(marker: str) -> list[str]:
-    """Live processes whose command line mentions ``marker`` (Linux ``/proc``)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, IndexError):
-            continue
-        if marker in cmdline and state not in ("Z", "X"):
-            found.append(cmdline)
-    return found
-
-
 def wait_gone(marker: str, timeout: float = 15.0) -> list[str]:
     deadline = time.monotonic() + timeout
-    while (left := leftover_processes(marker)) and time.monotonic() < deadline:
+    while (left := live_processes(marker)) and time.monotonic() < deadline:
         time.sleep(0.2)
     return left
 
@@ -163,7 +118,7 @@ def wait_gone(marker: str, timeout: float = 15.0) -> list[str]:
 @pytest.mark.slow
 def test_sbatch_runs_a_study_and_tears_down(fake_allocation: tuple[Path, dict[str, str]]) -> None:
     folder, env = fake_allocation
-    study_file = write_study(folder, n_trials=4, sleep=0.1)
+    study_file = write_study(folder, name="sbatch", n_trials=4, sleep=0.1, cluster="")
     proc = subprocess.run(
         ["bash", str(SBATCH), str(study_file)], cwd=folder, env=env, capture_output=True, text=True, timeout=180
     )
@@ -193,7 +148,7 @@ def completed(study_file: Path) -> int:
 def test_sbatch_time_limit_warning_stops_the_study(fake_allocation: tuple[Path, dict[str, str]]) -> None:
     """Slurm's ``--signal=B:USR1@...`` reaches daskopt as Ctrl-C: exit 130, nothing left RUNNING."""
     folder, env = fake_allocation
-    study_file = write_study(folder, n_trials=200, sleep=0.5)
+    study_file = write_study(folder, name="sbatch", n_trials=200, sleep=0.5, cluster="")
     log = (folder / "out.txt").open("w+")
     script = subprocess.Popen(["bash", str(SBATCH), str(study_file)], cwd=folder, env=env, stdout=log, stderr=log)
     try:
