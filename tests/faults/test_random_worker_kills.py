@@ -66,9 +66,9 @@ def test_random_kills_leave_exact_outcomes_and_nothing_running(client, max_retri
     failed = [t for t in study.trials if t.state.name == "FAIL"]
     assert all(t.user_attrs["fail_reason"].startswith("trial lost") for t in failed)
     by_number = {t.number: t for t in study.trials}
-    for trial in study.trials:
-        if "retry_of" in trial.user_attrs:
-            assert trial.params == by_number[trial.user_attrs["retry_of"]].params
+    for trial in study.trials:  # a retry keeps every parameter the lost attempt had chosen (it may have
+        if "retry_of" in trial.user_attrs:  # died before its define-by-run suggests reached the loop)
+            assert by_number[trial.user_attrs["retry_of"]].params.items() <= trial.params.items()
     if max_retries:  # a lost trial is retried until its attempts run out
         assert all(t.number in retried or t.user_attrs.get("attempt") == max_retries for t in failed)
     else:
