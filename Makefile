@@ -3,13 +3,16 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.daskopt-installed
-EXTRAS ?= dev,bench,wandb
+EXTRAS ?= dev,bench,wandb,torch,jobqueue
+# Installed before the package so pip never resolves torch from the registry itself (here: the local CPU wheel).
+TORCH ?= torch==2.13.0
 
-.PHONY: demo test lint bench-engine clean
+.PHONY: demo test lint bench bench-quick bench-engine clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
@@ -22,6 +25,12 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check daskopt tests benchmarks
 	$(BIN)/mypy daskopt
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks all
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks all --quick
 
 bench-engine: $(STAMP)
 	$(BIN)/python -m benchmarks.engine

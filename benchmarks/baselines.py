@@ -84,6 +84,12 @@ __all__ = [
     "run_optuna_distributed",
     "run_plain_optuna",
     "run_raw_dask",
+    "run_dask_storage",
+    "optuna_distributed_optimize",
+    "dask_storage_study",
+    "make_sampler",
+    "make_study",
+    "summarize",
     "main",
 ]
 
@@ -150,7 +156,7 @@ def trivial_objective(trial: TrialLike) -> float:
     return final
 
 
-def _make_sampler(sampler: str) -> optuna.samplers.BaseSampler:
+def make_sampler(sampler: str) -> optuna.samplers.BaseSampler:
     """Return the seeded sampler named ``"random"`` or ``"tpe"``."""
     if sampler == "random":
         return optuna.samplers.RandomSampler(seed=0)
@@ -159,16 +165,16 @@ def _make_sampler(sampler: str) -> optuna.samplers.BaseSampler:
     raise ValueError(f"unknown sampler {sampler!r}; expected 'random' or 'tpe'")
 
 
-def _make_study(sampler: str) -> optuna.Study:
+def make_study(sampler: str) -> optuna.Study:
     """Create the in-memory study shared by all Optuna baselines."""
     return optuna.create_study(
         direction="minimize",
-        sampler=_make_sampler(sampler),
+        sampler=make_sampler(sampler),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5),
     )
 
 
-def _summarize(study: optuna.Study, wall_s: float, started_at: datetime) -> dict[str, Any]:
+def summarize(study: optuna.Study, wall_s: float, started_at: datetime) -> dict[str, Any]:
     """Compute throughput and ``should_prune()`` latency from a finished study."""
     finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     finished = study.get_trials(deepcopy=False, states=finished_states)
@@ -249,17 +255,73 @@ def _wait_until_idle(client: Client, timeout_s: float = 10.0) -> None:
     time.sleep(3 * _SUPERVISOR_POLL_S)
 
 
+def optuna_distributed_optimize(
+    scheduler_address: str,
+    study: optuna.Study,
+    objective: Callable[[Any], Any],
+    n_trials: int,
+    timeout: float | None = None,
+    limit_s: float = 600.0,
+) -> dict[str, float]:
+    """Run ``objective`` through optuna-distributed 0.7 in Dask mode and return its timings.
+
+    Connects a fresh ``Client`` by *address* (a ``LocalCluster``-backed client object would make
+    optuna-distributed fall back to multiprocessing) and checks, via the scheduler's queue extension, that
+    Dask IPC queues were in fact created. ``timeout`` is optuna-distributed's own (it then stops the running
+    trials); ``limit_s`` is ours, because optuna-distributed hangs forever if a worker dies mid-trial.
+
+    Returns:
+        ``wall_s`` (the ``optimize`` call), ``connect_s`` and ``started_at`` (``time.time()`` when
+        ``optimize`` was called).
+
+    Raises:
+        TimeoutError: If ``optimize`` does not return within ``limit_s``.
+        RuntimeError: If optuna-distributed did not actually use Dask IPC.
+    """
+    t0 = time.perf_counter()
+    client = _connect(scheduler_address)
+    connect_s = time.perf_counter() - t0
+    try:
+        if client.cluster is not None:
+            raise RuntimeError("client must be connected by address, not to a cluster object")
+        queues_before = _n_dask_queues(client)
+        distributed_study = optuna_distributed.from_study(study, client)
+        started_at = time.time()
+        t0 = time.perf_counter()
+        _call_with_timeout(
+            lambda: distributed_study.optimize(objective, n_trials=n_trials, timeout=timeout),
+            limit_s,
+            "optuna-distributed optimize",
+        )
+        wall_s = time.perf_counter() - t0
+        if _n_dask_queues(client) <= queues_before:
+            raise RuntimeError("optuna-distributed did not create Dask queues: not in Dask mode")
+        _wait_until_idle(client, timeout_s=30.0 if timeout else 10.0)
+    finally:
+        client.close()
+    return {"wall_s": wall_s, "connect_s": connect_s, "started_at": started_at}
+
+
+def _connect(scheduler_address: str, attempts: int = 3) -> Client:
+    """A new client by address; retried, because on a loaded 2-core machine the handshake sometimes fails
+    (``distributed`` asserts it reads exactly one message at stream start)."""
+    for attempt in range(attempts):
+        try:
+            return Client(scheduler_address, timeout=30)
+        except (AssertionError, OSError, TimeoutError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
 def run_optuna_distributed(
     scheduler_address: str,
     n_trials: int,
     sampler: str = "random",
     timeout_s: float = 300.0,
 ) -> dict[str, Any]:
-    """Benchmark optuna-distributed in Dask mode.
-
-    Connects a fresh ``Client`` by *address* (a ``LocalCluster``-backed client
-    object would make optuna-distributed fall back to multiprocessing), then runs
-    :func:`trivial_objective` for ``n_trials`` trials.
+    """Benchmark optuna-distributed in Dask mode on :func:`trivial_objective`.
 
     Args:
         scheduler_address: Address of a running Dask scheduler.
@@ -279,29 +341,42 @@ def run_optuna_distributed(
         TimeoutError: If ``optimize`` does not return within ``timeout_s``.
         RuntimeError: If optuna-distributed did not actually use Dask IPC.
     """
-    study = _make_study(sampler)
+    study = make_study(sampler)
+    timing = optuna_distributed_optimize(scheduler_address, study, trivial_objective, n_trials, limit_s=timeout_s)
+    started_at = datetime.fromtimestamp(timing["started_at"])
+    return {**summarize(study, timing["wall_s"], started_at), "connect_s": timing["connect_s"]}
+
+
+def run_dask_storage(
+    client: Client,
+    study: optuna.Study,
+    objective: Callable[[Any], Any],
+    n_trials: int,
+    n_parallel: int | None = None,
+) -> float:
+    """The pattern Optuna documents for Dask: a ``DaskStorage`` study and one ``study.optimize`` per slot.
+
+    ``study`` must live in a :class:`optuna_integration.DaskStorage` (the storage is served by the
+    scheduler; every storage call from a worker is a scheduler RPC). ``n_parallel`` (default: the cluster's
+    worker threads) ``client.submit(study.optimize, ...)`` calls share ``n_trials``; each runs the sampler
+    and pruner on its worker, on its own copy of the sampler.
+
+    Returns:
+        The wall time in seconds until every ``optimize`` call returned.
+    """
+    n_parallel = n_parallel or sum(client.nthreads().values())
+    shares = [n_trials // n_parallel + (1 if i < n_trials % n_parallel else 0) for i in range(n_parallel)]
     t0 = time.perf_counter()
-    client = Client(scheduler_address)
-    connect_s = time.perf_counter() - t0
-    try:
-        if client.cluster is not None:
-            raise RuntimeError("client must be connected by address, not to a cluster object")
-        queues_before = _n_dask_queues(client)
-        distributed_study = optuna_distributed.from_study(study, client)
-        started_at = datetime.now()
-        t0 = time.perf_counter()
-        _call_with_timeout(
-            lambda: distributed_study.optimize(trivial_objective, n_trials=n_trials),
-            timeout_s,
-            "optuna-distributed optimize",
-        )
-        wall_s = time.perf_counter() - t0
-        if _n_dask_queues(client) <= queues_before:
-            raise RuntimeError("optuna-distributed did not create Dask queues: not in Dask mode")
-        _wait_until_idle(client)
-    finally:
-        client.close()
-    return {**_summarize(study, wall_s, started_at), "connect_s": connect_s}
+    futures = [client.submit(study.optimize, objective, n_trials=k, pure=False) for k in shares if k]
+    client.gather(futures)
+    return time.perf_counter() - t0
+
+
+def dask_storage_study(client: Client, **kwargs: Any) -> optuna.Study:
+    """A new study in a fresh ``DaskStorage`` (in-memory storage on the scheduler)."""
+    from optuna_integration import DaskStorage
+
+    return optuna.create_study(storage=DaskStorage(client=client), **kwargs)
 
 
 def run_plain_optuna(n_trials: int, n_jobs: int = 2, sampler: str = "random") -> dict[str, Any]:
@@ -310,12 +385,12 @@ def run_plain_optuna(n_trials: int, n_jobs: int = 2, sampler: str = "random") ->
     Returns:
         The same keys as :func:`run_optuna_distributed`, without ``connect_s``.
     """
-    study = _make_study(sampler)
+    study = make_study(sampler)
     started_at = datetime.now()
     t0 = time.perf_counter()
     study.optimize(trivial_objective, n_trials=n_trials, n_jobs=n_jobs)
     wall_s = time.perf_counter() - t0
-    return _summarize(study, wall_s, started_at)
+    return summarize(study, wall_s, started_at)
 
 
 def _noop() -> None:

@@ -11,7 +11,8 @@ medians reported. Last line::
 
     RESULT engine prune_rtt_ms=<d> baseline_prune_rtt_ms=<b> trials_per_s=<t> baseline_trials_per_s=<u> ...
 
-Run: ``python -m benchmarks.engine`` (``--quick`` for the smoke setting).
+Run: ``python -m benchmarks.engine`` or ``python -m benchmarks engine`` (``--quick`` for the smoke setting).
+:mod:`benchmarks.overhead` extends it to the other engines users would pick instead.
 """
 
 from __future__ import annotations
@@ -24,19 +25,20 @@ from datetime import datetime
 from typing import Any
 
 import optuna
-from distributed import Client, LocalCluster
+from distributed import Client
 
 import daskopt
-from benchmarks.baselines import _make_study, _summarize, run_optuna_distributed, trivial_objective
+from benchmarks.baselines import make_study, run_optuna_distributed, summarize, trivial_objective
+from benchmarks.common import dask_cluster
 
 
 def run_daskopt(client: Client, n_trials: int, sampler: str = "random") -> dict[str, Any]:
     """One daskopt run of the trivial objective; same study settings as the baselines."""
-    study = _make_study(sampler)
+    study = make_study(sampler)
     started_at = datetime.now()
     t0 = time.perf_counter()
     daskopt.optimize(study, trivial_objective, n_trials=n_trials, client=client, show_progress_bar=False)
-    return _summarize(study, time.perf_counter() - t0, started_at)
+    return summarize(study, time.perf_counter() - t0, started_at)
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> float:
@@ -52,16 +54,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     n_trials, baseline_trials, repeats = (20, 10, 1) if args.quick else (500, 150, args.repeats)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
-        with Client(cluster) as client:
-            run_daskopt(client, 10, args.sampler)  # warm-up: workers import daskopt, first connections
-            ours = []
-            for i in range(repeats):
-                ours.append(run_daskopt(client, n_trials, args.sampler))
-                print(f"daskopt run {i + 1}: {_brief(ours[-1])}", flush=True)
+    with dask_cluster(2, 1) as client:
+        run_daskopt(client, 10, args.sampler)  # warm-up: workers import daskopt, first connections
+        ours = []
+        for i in range(repeats):
+            ours.append(run_daskopt(client, n_trials, args.sampler))
+            print(f"daskopt run {i + 1}: {_brief(ours[-1])}", flush=True)
         theirs = []
         for i in range(repeats):
-            theirs.append(run_optuna_distributed(cluster.scheduler_address, baseline_trials, args.sampler))
+            theirs.append(run_optuna_distributed(client.scheduler.address, baseline_trials, args.sampler))
             print(f"optuna-distributed run {i + 1}: {_brief(theirs[-1])}", flush=True)
 
     rtt, base_rtt = _median(ours, "prune_rtt_ms_median"), _median(theirs, "prune_rtt_ms_median")

@@ -13,6 +13,7 @@ import optuna
 from distributed import Client, LocalCluster
 from optuna.distributions import BaseDistribution
 
+from daskopt import gpu
 from daskopt.engine.config import Callback, EngineConfig
 from daskopt.engine.loop import Engine
 from daskopt.engine.repeats import expand_repeats
@@ -39,6 +40,8 @@ def optimize(
     seed_base: int = 0,
     report_last_n: int | None = None,
     resources: dict[str, float] | None = None,
+    gpus_per_trial: int | None = None,
+    gpu_memory_fraction: float | None = None,
     show_progress_bar: bool = True,
     heartbeat_timeout: float = 60.0,
     chain_below_s: float = 0.5,
@@ -77,6 +80,10 @@ def optimize(
         report_last_n: when the objective returns ``None``, its value is the mean of its last
             ``report_last_n`` reported values.
         resources: Dask resources each trial task requests (e.g. ``{"GPU_SLOT": 1}``).
+        gpus_per_trial: each trial requests ``GPU_SLOT = gpus_per_trial`` and gets that many GPUs of its
+            worker (``daskopt.integrations.torch.launch`` starts one process per GPU); see docs/gpu.md.
+        gpu_memory_fraction: each trial's share of its GPU's memory, enforced with
+            ``torch.cuda.set_per_process_memory_fraction`` (times the trials sharing a worker process).
         show_progress_bar: a live line on a terminal; nothing is printed when not a terminal.
         heartbeat_timeout: seconds without a word from a running trial before it is declared lost.
         scheduler_grace_s: how long the client may be disconnected from its scheduler before the call
@@ -101,10 +108,14 @@ def optimize(
     catch_types = (catch,) if isinstance(catch, type) else tuple(catch)
     tracking = tracking_settings(study.study_name, wandb=wandb, output_dir=output_dir)
     services = _dashboard(dashboard)  # before _client_for: a LocalCluster started there lists the page
+    objective, resources = gpu.prepare(
+        objective, resources, gpus_per_trial=gpus_per_trial, gpu_memory_fraction=gpu_memory_fraction
+    )
     with _client_for(client) as active:
+        slots = n_concurrent or cluster_slots(active, resources=resources)  # waits for a first worker
         check_resources(active, resources)
         config = EngineConfig(
-            n_concurrent=n_concurrent or cluster_slots(active),
+            n_concurrent=slots,
             n_trials=n_trials,
             timeout=timeout,
             catch=catch_types,

@@ -38,8 +38,14 @@ def _one_line_logs() -> None:
                 handler.addFilter(_OneLineExceptions())
 
 
+def _printable(text: str) -> str:
+    """``text`` with non-printable characters escaped: a key or value from the file may hold a line break
+    (``"\\n"``, U+0085, U+2028) or a terminal escape, and the error must stay one harmless line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def _fail(message: str, code: int) -> None:
-    click.echo(f"daskopt: error: {message}", err=True)
+    click.echo(f"daskopt: error: {_printable(message)}", err=True)
     sys.exit(code)
 
 
@@ -108,10 +114,16 @@ def run(study_file: str, n_trials: int | None, address: str | None, dry_run: boo
         kind = "address" if address else spec.cluster.kind
         click.echo(f"cluster: {kind}" + (f" at {address or spec.cluster.address}" if kind == "address" else ""))
         return
+    from daskopt.errors import SpecError
     from daskopt.runner import best_summary, run_failed, run_study
 
     click.echo(f"daskopt: study {spec.study.name!r} in {spec.storage.url}; outputs in {spec.output.dir}", err=True)
-    report = run_study(spec, objective, n_trials=n_trials, address=address)
+    try:
+        report = run_study(spec, objective, n_trials=n_trials, address=address)
+    except SpecError as err:  # found once the storage is open (e.g. stored directions): name the file too
+        if err.source is None:
+            raise SpecError(err.detail, source=study_file, key=err.key) from None
+        raise
     if report.recovered:
         click.echo(f"daskopt: {report.recovered} interrupted trial(s) marked FAIL and re-enqueued", err=True)
     _print_counts(report.study)

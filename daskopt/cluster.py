@@ -34,14 +34,18 @@ def _security(spec: Any) -> Any:
         return None
     from distributed import Security
 
+    # distributed.Security takes str paths (a Path fails inside it with "argument of type 'PosixPath' is
+    # not iterable"); the spec resolved them to absolute Paths
+    ca, cert = str(settings.ca_file), str(settings.cert_file)
+    key = str(settings.key_file) if settings.key_file is not None else None
     return Security(
-        tls_ca_file=settings.ca_file,
-        tls_client_cert=settings.cert_file,
-        tls_client_key=settings.key_file,
-        tls_scheduler_cert=settings.cert_file,
-        tls_scheduler_key=settings.key_file,
-        tls_worker_cert=settings.cert_file,
-        tls_worker_key=settings.key_file,
+        tls_ca_file=ca,
+        tls_client_cert=cert,
+        tls_client_key=key,
+        tls_scheduler_cert=cert,
+        tls_scheduler_key=key,
+        tls_worker_cert=cert,
+        tls_worker_key=key,
         require_encryption=True,
     )
 
@@ -52,6 +56,23 @@ def _adapt(cluster: Any, spec: Any) -> None:
         cluster.adapt(minimum=adapt.minimum, maximum=adapt.maximum)
 
 
+def adaptive_slots(spec: Any) -> int | None:
+    """Trials in flight for an adaptive cluster: what its largest size runs. ``None`` when not adaptive.
+
+    An adaptive cluster may start with no worker and grows only when tasks are queued, so the slots cannot
+    be read off the workers present at the start (that wait would never end).
+    """
+    adapt = getattr(spec, "adapt", None)
+    if not adapt:
+        return None
+    if spec.kind == "slurm":
+        options = spec.slurm or {}
+        per_worker = max(1, int(options.get("cores", 1)) // max(1, int(options.get("processes", 1))))
+    else:
+        per_worker = spec.threads_per_worker
+    return max(1, adapt.maximum * per_worker)
+
+
 @contextlib.contextmanager
 def open_client(spec: Any, address_override: str | None = None) -> Iterator[Client]:
     """Connect (or start) the cluster the spec names; everything started here is closed on exit."""
@@ -60,12 +81,23 @@ def open_client(spec: Any, address_override: str | None = None) -> Iterator[Clie
     if kind == "address":
         address = address_override or spec.address
         wait = spec.connect_timeout
+        if address.startswith("tls://") and security is None:  # distributed would raise a bare TypeError
+            raise ClusterError(
+                f"the Dask scheduler at {address} speaks TLS; add [cluster.security] with ca_file, cert_file "
+                "and key_file (the certificates its workers use)"
+            )
         try:
             client = Client(address, timeout=wait, security=security)
         except (OSError, TimeoutError) as exc:
             raise ClusterError(
                 f"cannot reach the Dask scheduler at {address} within {wait:g}s ({type(exc).__name__}); "
                 "check [cluster] address, that the scheduler runs, and the TLS settings"
+            ) from None
+        except (TypeError, ValueError, RuntimeError) as exc:  # e.g. [cluster.security] with a tcp:// address
+            reason = (str(exc).strip().splitlines() or [""])[0]
+            raise ClusterError(
+                f"cannot connect to the Dask scheduler at {address}: {type(exc).__name__}: {reason}; "
+                "check [cluster] address and [cluster.security]"
             ) from None
         with client:
             yield client
@@ -82,16 +114,15 @@ def _start_cluster(kind: str, spec: Any, security: Any) -> Iterator[Any]:
         options: dict[str, Any] = {"threads_per_worker": spec.threads_per_worker, "processes": True}
         if spec.n_workers:
             options["n_workers"] = spec.n_workers
+        if getattr(spec, "adapt", None):
+            options["n_workers"] = spec.adapt.minimum  # adaptive: start small, grow with the queued trials
         with LocalCluster(dashboard_address=":0", security=security, **options) as cluster:
             _adapt(cluster, spec)
             yield cluster
-    elif kind == "local-cuda":
-        dask_cuda = _require("dask_cuda", "cuda", kind)
-        per_gpu = spec.trials_per_gpu
-        options = {"threads_per_worker": per_gpu, "resources": {"GPU_SLOT": per_gpu}}
-        if spec.n_workers:
-            options["n_workers"] = spec.n_workers
-        with dask_cuda.LocalCUDACluster(dashboard_address=":0", **options) as cluster:
+    elif kind == "local-cuda":  # GPU_SLOT units, processes or threads per GPU: daskopt/gpu/cluster.py
+        from daskopt.gpu.cluster import local_cuda_cluster
+
+        with local_cuda_cluster(spec, security) as cluster:
             yield cluster
     elif kind == "slurm":
         jobqueue = _require("dask_jobqueue", "jobqueue", kind)

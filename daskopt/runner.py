@@ -19,7 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from daskopt.api import optimize
-from daskopt.cluster import open_client
+from daskopt.cluster import adaptive_slots, open_client
 from daskopt.errors import SpecError
 from daskopt.factory import make_pruner, make_sampler, make_storage
 from daskopt.objectives.python import load_callable
@@ -61,9 +61,21 @@ def open_study(spec: StudySpec, *, create: bool) -> optuna.Study:
                 f"no study named {name!r} in {spec.storage.url}; start it with `daskopt run`", key="study.name"
             ) from None
     directions = list(spec.study.directions)
-    study = optuna.create_study(
-        study_name=name, storage=storage, sampler=sampler, pruner=pruner, directions=directions, load_if_exists=True
-    )
+    study: optuna.Study | None = None
+    if storage is not None:  # load first: Optuna's journal storage appends a create record even when the
+        try:  # study exists, and a refused run (directions below) must leave the storage as it was
+            study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+        except KeyError:
+            pass
+    if study is None:
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            sampler=sampler,
+            pruner=pruner,
+            directions=directions,
+            load_if_exists=True,
+        )
     stored = [d.name.lower() for d in study.directions]
     if stored != directions:
         raise SpecError(
@@ -167,6 +179,9 @@ def run_study(
                     seed_base=spec.study.seed_base,
                     report_last_n=spec.study.report_last_n,
                     scheduler_grace_s=spec.cluster.scheduler_grace,
+                    n_concurrent=None if address else adaptive_slots(spec.cluster),
+                    gpus_per_trial=spec.cluster.gpus_per_trial if spec.cluster.uses_gpu else None,
+                    gpu_memory_fraction=spec.cluster.gpu_memory_fraction,
                     wandb=spec_wandb_option(spec.wandb, spec.objective.metric),
                     output_dir=out,
                     checkpoint_dir=out / "checkpoints",

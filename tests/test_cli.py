@@ -183,3 +183,35 @@ def test_dry_run_prints_no_warnings(tmp_path):
     write_study(tmp_path)
     done = daskopt("run", "study.toml", "--dry-run", cwd=tmp_path)
     assert done.returncode == 0 and "Warning" not in done.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_within_seconds_exits_130_and_leaves_nothing_running(tmp_path):
+    write_study(tmp_path, n_trials=200, sleep=0.3)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "daskopt.cli", "run", "study.toml"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        journal = tmp_path / "cli.journal"
+        if journal.exists() and sum(t.state.is_finished() for t in load(tmp_path).trials) >= 3:
+            break
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGINT)
+    interrupted_at = time.monotonic()
+    _, stderr = driver.communicate(timeout=60)
+    assert driver.returncode == 130, stderr
+    assert time.monotonic() - interrupted_at < 15
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    study = load(tmp_path)
+    assert all(t.state.is_finished() for t in study.trials)
+    assert any("interrupted" in t.user_attrs.get("fail_reason", "") for t in study.trials)
+
+
+def test_adaptive_local_cluster_starting_empty_grows_and_runs(tmp_path):
+    cluster = 'kind = "local"\nadapt = { minimum = 0, maximum = 2 }'
+    write_study(tmp_path, n_trials=6, cluster=cluster)
+    done = daskopt("run", "study.toml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert by_state(load(tmp_path)) == {"COMPLETE": 6}

@@ -23,16 +23,17 @@ EPOCHS = 20  # train.py's --epochs in examples/command_pruning/study.toml
 pytestmark = pytest.mark.slow
 
 
-def run_example(name: str, tmp_path: Path, n_trials: int) -> tuple[StudySpec, optuna.Study]:
+def run_example(
+    name: str, tmp_path: Path, n_trials: int, study_file: str = "study.toml"
+) -> tuple[StudySpec, optuna.Study]:
     """Copy ``examples/<name>``, run it from the copy's parent folder, return its spec and stored study."""
     folder = tmp_path / name
     shutil.copytree(EXAMPLES / name, folder, ignore=shutil.ignore_patterns("runs", "*.journal", "__pycache__"))
-    study_file = Path(name) / "study.toml"
-    command = [sys.executable, "-m", "daskopt.cli", "run", str(study_file), "--n-trials", str(n_trials)]
+    command = [sys.executable, "-m", "daskopt.cli", "run", str(Path(name) / study_file), "--n-trials", str(n_trials)]
     env = {**os.environ, "WANDB_MODE": "disabled"}  # W&B logging is tested elsewhere; here it only costs time
     proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-3000:]}"
-    spec = load_spec(folder / "study.toml")
+    spec = load_spec(folder / study_file)
     study = open_study(spec, create=False)
     assert outcomes(study) == n_trials
     assert not study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
@@ -72,3 +73,15 @@ def test_ablation_repeats_run_each_point_with_each_seed(tmp_path: Path) -> None:
         assert sorted(t.user_attrs.get("seed") for t in runs) == [42, 43, 44], point
         assert all(t.state == TrialState.COMPLETE for t in runs), "a repeat was pruned or failed"
     assert len([t for t in trials if "seed" not in t.user_attrs]) == 10 - 3 * len(spec.enqueue)
+
+
+def test_torch_digits_trains_the_cnn_with_asha(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    spec, study = run_example("torch_digits", tmp_path, n_trials=4)
+    assert spec.cluster.kind == "local" and not spec.cluster.uses_gpu
+    trials = study.get_trials(deepcopy=False)
+    assert not [t for t in trials if t.state == TrialState.FAIL], [t.user_attrs.get("fail_reason") for t in trials]
+    assert all(t.intermediate_values for t in trials), "every trial reports per epoch"
+    best = max(v for t in trials for v in t.intermediate_values.values())
+    assert best > 0.8, f"the known-good enqueued point learns the digits (best accuracy {best:.3f})"

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from distributed import Client
 
 from daskopt.errors import ClusterError
 
 
-def cluster_slots(client: Client, wait_s: float = 60.0) -> int:
-    """Total worker threads; waits up to ``wait_s`` for a first worker of a cluster still starting."""
+def cluster_slots(client: Client, wait_s: float = 60.0, resources: dict[str, float] | None = None) -> int:
+    """Total worker threads, or with ``resources`` the trials the workers' advertised resources allow at once
+    (per worker: its threads, at most ``floor(offered / requested)`` per resource). Waits up to ``wait_s``
+    for a first worker of a cluster still starting."""
     nthreads = client.nthreads()
     if not nthreads:
         try:
@@ -19,7 +23,16 @@ def cluster_slots(client: Client, wait_s: float = 60.0) -> int:
                 "start workers (`dask worker ADDRESS`) or pass n_concurrent explicitly"
             ) from None
         nthreads = client.nthreads()
+    if resources:
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        return max(1, sum(_resource_slots(worker, resources) for worker in workers))
     return max(1, sum(nthreads.values()))
+
+
+def _resource_slots(worker: dict[str, Any], resources: dict[str, float]) -> int:
+    offered = worker.get("resources", {})
+    fits = [int(offered.get(name, 0) // amount) for name, amount in resources.items() if amount > 0]
+    return min([int(worker.get("nthreads", 1)), *fits])
 
 
 def check_resources(client: Client, resources: dict[str, float] | None) -> None:
@@ -27,6 +40,8 @@ def check_resources(client: Client, resources: dict[str, float] | None) -> None:
     if not resources:
         return
     info = client.scheduler_info().get("workers", {})
+    if not info:
+        return  # an adaptive cluster with no worker yet: nothing to check against
     for name, amount in resources.items():
         offered = [w.get("resources", {}).get(name, 0) for w in info.values()]
         if not any(have >= amount for have in offered):

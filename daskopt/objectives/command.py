@@ -104,12 +104,16 @@ class CommandObjective:
         return [_program(argv[0]), *argv[1:]]
 
     def env(self, params: Mapping[str, Any], number: int) -> dict[str, str]:
-        """The program's environment: the worker's, the trial's, then ``extra_env`` (which wins)."""
+        """The program's environment: the worker's, the trial's (its GPUs, see :mod:`daskopt.gpu`), then
+        ``extra_env`` (which wins)."""
+        from daskopt.gpu.trial import trial_env
+
         return {
             **os.environ,
             "PYTHONUNBUFFERED": "1",  # Python programs' reports would otherwise wait for a full pipe buffer
             "DASKOPT_PARAMS": json.dumps(dict(params), default=str),
             "DASKOPT_TRIAL_NUMBER": str(number),
+            **trial_env(),
             **self.extra_env,
         }
 

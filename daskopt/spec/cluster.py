@@ -6,10 +6,10 @@ mistake is reported at the key to change, e.g. ``cluster.address``.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import NonNegativeInt, PositiveInt, ValidationInfo, field_validator, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, ValidationInfo, field_validator, model_validator
 
 from daskopt.spec.base import Section, invalid, key_error, show
 from daskopt.spec.fields import PositiveDuration, ResolvedPath
@@ -49,6 +49,9 @@ class ClusterSection(Section):
     scheduler_grace: PositiveDuration = 20.0
     trials_per_gpu: PositiveInt = 1
     gpus_per_trial: PositiveInt = 1
+    gpu: bool | None = None  # trials request GPU_SLOT; default: true for local-cuda or gpus_per_trial > 1
+    gpu_memory_fraction: Annotated[float, Field(gt=0, le=1)] | None = None
+    packing: Literal["processes", "threads"] | None = None  # local-cuda with trials_per_gpu > 1; docs/gpu.md
     slurm: dict[str, Any] | None = None
     adapt: AdaptSection | None = None
     security: SecuritySection | None = None
@@ -87,3 +90,20 @@ class ClusterSection(Section):
         if self.kind == "address" and self.address is None:
             raise key_error(("address",), 'missing; kind = "address" needs address = "tcp://host:8786"', None)
         return self
+
+    @model_validator(mode="after")
+    def _gpu_keys_agree(self) -> ClusterSection:
+        if self.gpu is False and self.gpus_per_trial > 1:
+            message = f"got gpus_per_trial = {self.gpus_per_trial} with gpu = false; remove gpu or set it to true"
+            raise key_error(("gpus_per_trial",), message, self.gpus_per_trial)
+        if self.packing is not None and self.kind != "local-cuda":
+            message = f'got packing with kind = "{self.kind}"; packing applies to kind = "local-cuda" only'
+            raise key_error(("packing",), message, self.packing)
+        return self
+
+    @property
+    def uses_gpu(self) -> bool:
+        """Whether each trial requests ``GPU_SLOT = gpus_per_trial`` (see :mod:`daskopt.gpu`)."""
+        if self.gpu is not None:
+            return self.gpu
+        return self.kind == "local-cuda" or self.gpus_per_trial > 1

@@ -7,6 +7,7 @@ key path (``space.lr.low``), with what was received and what was expected. Check
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -29,12 +30,16 @@ __all__ = ["load_spec", "parse_duration", "spec_from_dict"]
 
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 _TABLE_ERRORS = {"model_type", "model_attributes_type", "dict_type"}
+_INT64 = (-(2**63), 2**63 - 1)
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")  # a TOML bare key; any other key is written quoted
 
 
 def load_spec(path: str | os.PathLike[str]) -> StudySpec:
     """Read and validate the study file at ``path``; relative paths in it are taken from its folder."""
     source = str(path)
-    return spec_from_dict(_read_toml(Path(path), source), source=source, base_dir=Path(path).parent)
+    data = _read_toml(Path(path), source)
+    _check_integers(data, (), source)
+    return spec_from_dict(data, source=source, base_dir=Path(path).parent)
 
 
 def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>", base_dir: Path | None = None) -> StudySpec:
@@ -69,6 +74,17 @@ def _read_toml(path: Path, source: str) -> dict[str, Any]:
         raise SpecError(detail, source=f"{source}:{line}") from None
 
 
+def _check_integers(node: Any, loc: tuple[int | str, ...], source: str) -> None:
+    """TOML integers are 64-bit, but ``tomllib`` reads any size; a larger one would overflow float
+    arithmetic deep inside Optuna (``OverflowError``), so it is refused here, at its key."""
+    if isinstance(node, int) and not isinstance(node, bool) and not _INT64[0] <= node <= _INT64[1]:
+        detail = f"got {show(node)}; expected an integer of at most 64 bits (TOML's range)"
+        raise SpecError(detail, source=source, key=_key_path(loc) or None)
+    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in children:
+        _check_integers(child, (*loc, key), source)
+
+
 def _first_error(err: ValidationError, source: str) -> SpecError:
     """Pydantic's first error as one line; later ones are often consequences of the first."""
     first = err.errors(include_url=False)[0]
@@ -79,6 +95,8 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     """``("enqueue", 0, "lr")`` -> ``enqueue[0].lr``: the way the key is written in TOML terms."""
     path = ""
     for part in loc:
+        if isinstance(part, str) and not _BARE_KEY.fullmatch(part):
+            part = json.dumps(part)  # quoted as TOML writes such a key; escapes line breaks and controls
         path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else part
     return path
 

@@ -32,7 +32,10 @@ def parse_duration(value: Any) -> float:
             raise SpecError(f"got {show(value)}; expected {_DURATION_FORMS}")
         seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text))
     else:
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer beyond float range, e.g. timeout = 10**400
+            seconds = math.inf
     if not math.isfinite(seconds) or seconds < 0:
         raise SpecError(f"got {show(value)}; expected a duration of zero or more seconds")
     return seconds

@@ -1,4 +1,8 @@
-"""Every benchmark runs in its tiniest setting, so none can rot. No timing is asserted."""
+"""Every benchmark runs in its tiniest setting, so none can rot. No timing is asserted.
+
+One ``python -m benchmarks all engine --smoke`` process runs them all (sharing one cluster per shape, which
+is most of the time saved), then each benchmark's ``RESULT`` line is checked on its own.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +13,109 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.__main__ import BENCHMARKS
+
 ROOT = Path(__file__).resolve().parents[2]
+
+# Fields each RESULT line must carry, with a positive value (rates, latencies, sizes) or a fixed one.
+POSITIVE = {
+    "engine": ["trials_per_s", "baseline_trials_per_s"],
+    "overhead": [
+        "random_trials_per_s",
+        "random_od_trials_per_s",
+        "random_dask_storage_trials_per_s",
+        "random_n_jobs_trials_per_s",
+        "raw_dask_tasks_per_s",
+        "tpe_trials_per_s",
+    ],
+    "prune_latency": ["p50_ms", "p99_ms", "od_p50_ms", "dask_storage_p50_ms"],
+    "result_throughput": ["prune_reports_per_s", "report_reports_per_s", "prune_od_reports_per_s"],
+    "bookkeeping": ["minimum_s", "n_trials"],
+    "slow_sampler": ["slow_gap_ms_median", "slow_ask_ms"],
+    "anytime": ["daskopt_asha_regret", "daskopt_tpe_regret", "optuna_distributed_regret", "daskopt_asha_trials"],
+    "scale": ["total_s", "ms_per_trial_300", "nop_ms_per_trial_300", "n_jobs_ms_per_trial_300"],
+}
+EXACT = {
+    "result_throughput": {"prune_lost": "0", "report_lost": "0", "no_report_lost": "yes"},
+}
+
+
+@pytest.fixture(scope="module")
+def smoke_output() -> tuple[dict[str, dict[str, str]], str]:
+    """Every RESULT line by benchmark name, and the run's output (a failed benchmark only fails its test)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks", "all", "engine", "--smoke"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        output = done.stdout + done.stderr
+    except subprocess.TimeoutExpired as expired:  # keep what it printed: the finished benchmarks still count
+        parts = [
+            p.decode(errors="replace") if isinstance(p, bytes) else p or "" for p in (expired.stdout, expired.stderr)
+        ]
+        output = f"timed out after {expired.timeout}s\n" + "".join(parts)
+    results = {}
+    for line in output.splitlines():
+        if line.startswith("RESULT "):
+            _, name, *items = line.split()
+            results[name] = dict(item.split("=", 1) for item in items)
+    return results, output
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module", ["benchmarks.engine"])
-def test_benchmark_prints_its_result_line(module):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-m", module, "--quick"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    last = done.stdout.strip().splitlines()[-1]
-    name = module.split(".")[-1]
-    assert last.startswith(f"RESULT {name} ")
+@pytest.mark.parametrize("name", [*BENCHMARKS, "engine"])
+def test_benchmark_prints_its_result_line(smoke_output, name):
+    results, output = smoke_output
+    assert name in results, f"no RESULT {name} line; output:\n{_section(output, name)}"
+    fields = results[name]
+    for key in POSITIVE[name]:
+        assert float(fields[key]) > 0, (key, fields)
+    for key, value in EXACT.get(name, {}).items():
+        assert fields[key] == value, (key, fields)
+
+
+def _section(output: str, name: str) -> str:
+    """The part of the output from ``== name`` on (or its tail), for the failure message."""
+    start = output.find(f"== {name} (")
+    return output[start : start + 6000] if start >= 0 else output[-6000:]
+
+
+def test_every_benchmark_is_checked():
+    assert set(POSITIVE) == {*BENCHMARKS, "engine"}
+
+
+def _run_gpu_packing(*args: str) -> list[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"}
+    command = [sys.executable, "-m", "benchmarks.gpu_packing", "--quick", *args]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout.strip().splitlines()
+
+
+@pytest.mark.slow
+def test_gpu_packing_measures_on_a_gpu_and_says_so_without_one():
+    """benchmarks/gpu_packing.py needs a CUDA GPU and dask-cuda; elsewhere it exits 0 with one line."""
+    from benchmarks.gpu_packing import gpu_missing
+
+    last = _run_gpu_packing()[-1]
+    if gpu_missing() is not None:
+        assert last.startswith("gpu_packing: no CUDA GPU to measure on ("), last
+        return
+    assert last.startswith("RESULT gpu_packing "), last
     fields = dict(item.split("=", 1) for item in last.split()[2:])
-    assert float(fields["trials_per_s"]) > 0 and float(fields["baseline_trials_per_s"]) > 0
+    assert int(fields["k"]) >= 1 and float(fields["speedup_vs_k1"]) > 0 and "util_k1" in fields
+
+
+@pytest.mark.slow
+def test_gpu_packing_cpu_mode_compares_threads_and_processes():
+    pytest.importorskip("torch")
+    last = _run_gpu_packing("--cpu")[-1]
+    assert last.startswith("RESULT gpu_packing_cpu "), last
+    fields = dict(item.split("=", 1) for item in last.split()[2:])
+    assert set(fields) == {"overhead_threads_k2_speedup", "overhead_processes_k2_speedup"}  # --quick: one size
+    assert all(float(value) > 0 for value in fields.values())

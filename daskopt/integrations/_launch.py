@@ -1,0 +1,211 @@
+"""The processes of a multi-GPU trial: started by :func:`daskopt.integrations.torch.launch`, one per rank.
+
+Parent side (:func:`run_ranks`, in the trial's thread on the worker): writes the function and its
+arguments to a temporary folder, starts ``python -m daskopt.integrations._launch <folder> <rank>`` per
+rank with that rank's environment, forwards reports from a pipe to the trial, and collects rank 0's
+result (or the first failure). Child side (:func:`main`): joins the process group, runs the function,
+writes its result or traceback. A child dies with the thread that started it (Linux), so a worker
+restarted by daskopt leaves no rank behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import optuna
+
+REPORT_FD_ENV = "DASKOPT_LAUNCH_REPORT_FD"
+_POLL_S = 0.05
+_GRACE_S = 5.0
+
+
+# --------------------------------------------------------------------------------------- parent side
+def run_ranks(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    envs: Sequence[dict[str, str]],
+    *,
+    trial: optuna.trial.BaseTrial | None,
+    backend: str | None,
+    init: bool,
+    timeout: float | None,
+) -> Any:
+    with tempfile.TemporaryDirectory(prefix="daskopt-launch-") as tmp:
+        folder = Path(tmp)
+        (folder / "payload.pkl").write_bytes(cloudpickle.dumps((fn, args, backend, init)))
+        read_fd, write_fd = os.pipe()
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            path = os.pathsep.join(p for p in sys.path if p)  # the ranks import what this process can
+            for rank, env in enumerate(envs):
+                child_env = {**os.environ, **env, "PYTHONPATH": path, REPORT_FD_ENV: str(write_fd)}
+                command = [sys.executable, "-m", "daskopt.integrations._launch", str(folder), str(rank)]
+                procs.append(subprocess.Popen(command, env=child_env, pass_fds=(write_fd,), stdin=subprocess.DEVNULL))
+            os.close(write_fd)
+            write_fd = -1
+            _wait(procs, read_fd, trial, timeout, folder)
+        finally:
+            _stop(procs)
+            os.close(read_fd)
+            if write_fd >= 0:
+                os.close(write_fd)
+        return cloudpickle.loads((folder / "result-0.pkl").read_bytes())
+
+
+def _wait(
+    procs: list[subprocess.Popen[bytes]],
+    read_fd: int,
+    trial: optuna.trial.BaseTrial | None,
+    timeout: float | None,
+    folder: Path,
+) -> None:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pending = b""
+    while True:
+        ready, _, _ = select.select([read_fd], [], [], _POLL_S)
+        if ready:
+            chunk = os.read(read_fd, 65536)
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                _forward(line, trial)
+        if any(proc.poll() not in (None, 0) for proc in procs):
+            raise RuntimeError(_first_failure(procs, folder))
+        if all(proc.poll() == 0 for proc in procs):
+            for line in pending.split(b"\n"):
+                _forward(line, trial)
+            return
+        if trial is not None and trial.should_prune():
+            raise optuna.TrialPruned("pruned while its ranks ran; they were stopped")
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"launch: the {len(procs)} ranks did not finish within {timeout:g}s; they were stopped")
+
+
+def _forward(line: bytes, trial: optuna.trial.BaseTrial | None) -> None:
+    if not line.strip() or trial is None:
+        return
+    message = json.loads(line)
+    trial.report(message["value"], message["step"])
+
+
+def _first_failure(procs: list[subprocess.Popen[bytes]], folder: Path) -> str:
+    """The rank that failed first is the cause; the others usually lost their peer in a collective. Give
+    them a moment to finish failing, then pick the earliest traceback."""
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline and any(proc.poll() is None for proc in procs):
+        time.sleep(_POLL_S)
+    failed = {rank: code for rank, proc in enumerate(procs) if (code := proc.poll()) is not None and code != 0}
+    rank = min(failed, key=lambda r: _failed_at(folder, r))
+    return _failure(rank, len(procs), failed[rank], folder)
+
+
+def _failed_at(folder: Path, rank: int) -> float:
+    """When ``rank`` wrote its traceback (ranks that died without one count as last)."""
+    try:
+        return (folder / f"error-{rank}.txt").stat().st_mtime
+    except OSError:
+        return float("inf")
+
+
+def _failure(rank: int, world: int, code: int, folder: Path) -> str:
+    error = folder / f"error-{rank}.txt"
+    if error.is_file():
+        text = error.read_text()
+        last = (text.strip().splitlines() or [""])[-1]
+        return f"launch: rank {rank} of {world} raised {last}\n{text}"
+    how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+    return f"launch: rank {rank} of {world} {how} before finishing"
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every rank still running, SIGKILL after a grace period."""
+    alive = [p for p in procs if p.poll() is None]
+    for proc in alive:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+    deadline = time.monotonic() + _GRACE_S
+    for proc in alive:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# ---------------------------------------------------------------------------------------- child side
+def send_report(value: float, step: int) -> None:
+    fd = os.environ.get(REPORT_FD_ENV)
+    if fd is None:
+        raise RuntimeError("report() works in processes started by daskopt.integrations.torch.launch only")
+    os.write(int(fd), (json.dumps({"step": step, "value": value}) + "\n").encode())
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the thread that started this process ends (a restarted worker, say)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def main(folder: Path, rank: int) -> int:
+    parent = os.getppid()
+    _die_with_parent()
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        return 1
+    error = folder / f"error-{rank}.txt"
+    try:
+        fn, args, backend, init = cloudpickle.loads((folder / "payload.pkl").read_bytes())
+        result = _run(fn, args, backend, init, error)
+    except BaseException:
+        if not error.exists():
+            error.write_text(traceback.format_exc())
+        return 1
+    if rank == 0:
+        (folder / "result-0.pkl").write_bytes(cloudpickle.dumps(result))
+    return 0
+
+
+def _run(fn: Callable[..., Any], args: tuple[Any, ...], backend: str | None, init: bool, error: Path) -> Any:
+    import torch
+    import torch.distributed as dist
+
+    from daskopt.gpu.trial import FRACTION_ENV, cap_memory
+
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if torch.cuda.is_available():
+        ordinal = local_rank % torch.cuda.device_count()
+        torch.cuda.set_device(ordinal)
+        if FRACTION_ENV in os.environ:
+            cap_memory(float(os.environ[FRACTION_ENV]), ordinal)
+    if init:
+        dist.init_process_group(backend=backend or ("nccl" if torch.cuda.is_available() else "gloo"))
+    try:
+        return fn(local_rank, *args)
+    except BaseException:
+        error.write_text(traceback.format_exc())  # before leaving the group, so the cause is written first
+        raise
+    finally:
+        if init and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]), int(sys.argv[2])))

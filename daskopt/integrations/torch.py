@@ -1,0 +1,196 @@
+"""PyTorch inside a trial: its device, seeding, reporting per epoch, and trials that span several GPUs.
+
+``pip install 'daskopt[torch]'``; torch is imported when a helper is first called, so importing this
+module costs nothing. Everything works on a CPU too (``device()`` is then ``cpu``).
+
+.. code-block:: python
+
+    from daskopt.integrations.torch import EpochReporter, device, seed_everything
+
+    def objective(trial):
+        seed_everything(trial.number)
+        model = build(trial).to(device())            # the trial's GPU, or the CPU
+        reporter = EpochReporter(trial)
+        for epoch in range(20):
+            accuracy = train_one_epoch(model)
+            reporter.step(epoch, accuracy)           # trial.report + raise TrialPruned when told to
+        return accuracy
+
+Multi-GPU trials (``gpus_per_trial = g``): :func:`launch` runs a function in ``g`` processes, one per GPU
+of the trial, with the environment ``torch.distributed`` expects (see :func:`distributed_env`).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+
+from daskopt.gpu import trial as gpu_trial
+
+EXTRA_HINT = "pip install 'daskopt[torch]'"
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(f"daskopt.integrations.torch needs PyTorch; install it with: {EXTRA_HINT}") from None
+    return torch
+
+
+def device() -> Any:
+    """The ``torch.device`` this trial (or this rank of a launched trial) should use.
+
+    ``cuda:<LOCAL_RANK>`` in a process started by :func:`launch` or ``torchrun``; else the trial's first
+    GPU as its worker numbers it (``cuda:0`` on a dask-cuda worker, which sees its own GPU first); ``cpu``
+    without CUDA. The CUDA device is also made current for the calling thread, and a process that runs a
+    single trial (a launched rank, a command objective's program) applies the trial's memory cap
+    (``DASKOPT_GPU_MEMORY_FRACTION``) here; trials running inside the worker got theirs from daskopt.
+    """
+    torch = _torch()
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    assignment = gpu_trial.current()
+    local_rank = os.environ.get("LOCAL_RANK")
+    if local_rank is not None:
+        ordinal = int(local_rank) % torch.cuda.device_count()
+    elif assignment is not None:
+        ordinal = assignment.ordinals[0]
+    else:
+        ordinal = 0
+    if assignment is None and gpu_trial.FRACTION_ENV in os.environ:
+        gpu_trial.cap_memory(float(os.environ[gpu_trial.FRACTION_ENV]), ordinal)
+    torch.cuda.set_device(ordinal)
+    return torch.device("cuda", ordinal)
+
+
+def seed_everything(seed: int, *, deterministic: bool = True) -> int:
+    """Seed Python's ``random``, NumPy, torch (CPU and every GPU) and ``PYTHONHASHSEED``; returns ``seed``.
+
+    ``deterministic`` sets cuDNN to deterministic kernels without autotuning
+    (``cudnn.deterministic = True``, ``cudnn.benchmark = False``); ``False`` sets the opposite (faster,
+    not repeatable). ``PYTHONHASHSEED`` only affects processes started afterwards (it is read at start).
+
+    The generators are global to the process: trials that share a process (threads of one worker) also
+    share them, so their draws interleave and are repeatable only one trial per process, which is what
+    ``local-cuda`` and the CPU ``local`` cluster run by default.
+    """
+    torch = _torch()
+    random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    try:
+        import numpy
+
+        numpy.random.seed(seed % 2**32)
+    except ImportError:
+        pass
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
+    return seed
+
+
+def report_and_prune(trial: optuna.trial.BaseTrial, value: float, epoch: int) -> None:
+    """``trial.report(value, epoch)``, then raise ``optuna.TrialPruned`` if the study's pruner says so."""
+    trial.report(float(value), epoch)
+    if trial.should_prune():
+        raise optuna.TrialPruned(f"pruned at epoch {epoch} with value {float(value):.6g}")
+
+
+class EpochReporter:
+    """Reports one value per epoch and stops the trial when it is pruned (or cancelled by daskopt).
+
+    Works with any ``optuna.Trial``-like object. ``values`` holds what was reported, ``step`` is also
+    usable as a callback ``on_epoch(epoch, value)``.
+    """
+
+    def __init__(self, trial: optuna.trial.BaseTrial) -> None:
+        self.trial = trial
+        self.values: list[float] = []
+
+    def step(self, epoch: int, value: float) -> None:
+        self.values.append(float(value))
+        report_and_prune(self.trial, value, epoch)
+
+
+# ------------------------------------------------------------------------------ several GPUs per trial
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free right now on ``host`` (for ``MASTER_PORT``)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def distributed_env(nprocs: int | None = None, *, port: int | None = None) -> list[dict[str, str]]:
+    """The environment of each of ``nprocs`` processes of one single-node ``torch.distributed`` group.
+
+    One dict per rank: ``MASTER_ADDR`` (``127.0.0.1``), ``MASTER_PORT`` (a free port unless given),
+    ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE`` and, in a GPU trial,
+    ``CUDA_VISIBLE_DEVICES`` listing the trial's GPUs (rank ``i`` uses ``cuda:i``) with its memory share.
+    ``nprocs`` defaults to the trial's GPU count (1 outside a GPU trial).
+    """
+    assignment = gpu_trial.current()
+    if nprocs is None:
+        nprocs = len(assignment.devices) if assignment is not None else 1
+    if nprocs < 1:
+        raise ValueError(f"nprocs must be >= 1, got {nprocs}")
+    if assignment is not None and nprocs > len(assignment.devices) > 1:
+        raise ValueError(f"nprocs = {nprocs} but this trial holds {len(assignment.devices)} GPUs")
+    shared = {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port or free_port()),
+        "WORLD_SIZE": str(nprocs),
+        "LOCAL_WORLD_SIZE": str(nprocs),
+        **(assignment.env() if assignment is not None else {}),
+    }
+    if "OMP_NUM_THREADS" not in os.environ:
+        shared["OMP_NUM_THREADS"] = "1"  # as torchrun does: n ranks must not each take every core
+    return [{**shared, "RANK": str(rank), "LOCAL_RANK": str(rank)} for rank in range(nprocs)]
+
+
+def launch(
+    fn: Callable[..., Any],
+    nprocs: int | None = None,
+    *,
+    args: Sequence[Any] = (),
+    trial: optuna.trial.BaseTrial | None = None,
+    backend: str | None = None,
+    init_process_group: bool = True,
+    timeout: float | None = None,
+) -> Any:
+    """Run ``fn(local_rank, *args)`` in ``nprocs`` new processes forming a ``torch.distributed`` group.
+
+    Returns rank 0's return value. Each process gets :func:`distributed_env`, makes ``cuda:<rank>``
+    current when CUDA is available and, unless ``init_process_group=False``, joins the group
+    (``backend``: ``nccl`` with CUDA, else ``gloo``) before calling ``fn`` and leaves it afterwards.
+    ``fn`` and ``args`` travel by cloudpickle. A rank that raises or dies fails the call with its
+    traceback; the other ranks are stopped.
+
+    With ``trial``, values that ranks pass to :func:`report` are reported to the trial as they come,
+    and when the trial is pruned (or cancelled) the ranks are stopped and ``optuna.TrialPruned`` raised.
+
+    The processes are started with ``subprocess``, not ``torch.multiprocessing``: Dask worker processes
+    are daemonic and Python forbids them children through ``multiprocessing``.
+    """
+    _torch()  # fail early, in the trial, with the install hint
+    from daskopt.integrations._launch import run_ranks
+
+    envs = distributed_env(nprocs)
+    return run_ranks(fn, tuple(args), envs, trial=trial, backend=backend, init=init_process_group, timeout=timeout)
+
+
+def report(value: float, step: int) -> None:
+    """In a process started by :func:`launch` with ``trial=``: report ``value`` at ``step`` to the trial.
+
+    Usually called by rank 0 only; the trial keeps the first value of each step.
+    """
+    from daskopt.integrations._launch import send_report
+
+    send_report(float(value), int(step))

@@ -1,0 +1,124 @@
+"""daskopt.integrations.torch on the CPU: device, seeding, per-epoch pruning, and multi-process trials (gloo)."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+
+import optuna
+import pytest
+
+import daskopt
+from tests.conftest import states
+from tests.integrations import objectives
+
+torch = pytest.importorskip("torch")
+from daskopt.integrations import torch as integration  # noqa: E402
+
+
+class RecordingTrial:
+    """The two calls ``launch`` makes on a trial, with a pruner that stops after ``prune_after`` reports."""
+
+    def __init__(self, prune_after: int | None = None) -> None:
+        self.reports: list[tuple[int, float]] = []
+        self.prune_after = prune_after
+
+    def report(self, value: float, step: int) -> None:
+        self.reports.append((step, value))
+
+    def should_prune(self) -> bool:
+        return self.prune_after is not None and len(self.reports) >= self.prune_after
+
+
+def test_a_missing_torch_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(ImportError, match=r"pip install 'daskopt\[torch\]'"):
+        integration.device()
+
+
+def test_device_is_the_cpu_without_cuda():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert integration.device().type == expected
+
+
+def test_seed_everything_repeats_every_generator():
+    def draws() -> tuple[float, float, list[float]]:
+        import numpy
+
+        return random.random(), float(numpy.random.rand()), torch.rand(3).tolist()
+
+    integration.seed_everything(7)
+    first = draws()
+    integration.seed_everything(7)
+    assert draws() == first
+    assert os.environ["PYTHONHASHSEED"] == "7"
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    integration.seed_everything(8, deterministic=False)
+    assert draws() != first
+    assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
+    integration.seed_everything(0)  # leave the process deterministic for other tests
+
+
+def test_epoch_reporter_reports_and_prunes_under_plain_optuna():
+    def objective(trial: optuna.Trial) -> float:
+        reporter = integration.EpochReporter(trial)
+        for epoch in range(5):
+            reporter.step(epoch, trial.suggest_float("x", 0, 1) if epoch else 0.1)
+        return reporter.values[-1]
+
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.5))
+    study.enqueue_trial({"x": 0.2})
+    study.enqueue_trial({"x": 0.7})
+    study.optimize(objective, n_trials=2)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED"]
+    assert study.trials[0].intermediate_values == {0: 0.1, 1: 0.2, 2: 0.2, 3: 0.2, 4: 0.2}
+    assert study.trials[1].intermediate_values == {0: 0.1, 1: 0.7}
+
+
+def test_distributed_env_describes_one_single_node_group():
+    envs = integration.distributed_env(2)
+    assert [e["RANK"] for e in envs] == ["0", "1"] and [e["LOCAL_RANK"] for e in envs] == ["0", "1"]
+    assert {e["WORLD_SIZE"] for e in envs} == {"2"} and {e["MASTER_ADDR"] for e in envs} == {"127.0.0.1"}
+    assert len({e["MASTER_PORT"] for e in envs}) == 1 and int(envs[0]["MASTER_PORT"]) > 0
+    assert "CUDA_VISIBLE_DEVICES" not in envs[0]  # outside a GPU trial the GPUs are left as they are
+
+
+@pytest.mark.slow
+def test_launch_runs_two_gloo_ranks_and_returns_rank_0s_result():
+    trial = RecordingTrial()
+    result = integration.launch(objectives.rank_sum, 2, args=(1.5,), trial=trial)
+    assert result["sum"] == pytest.approx(1.5 * (1 + 2)) and result["world"] == 2
+    assert [seen["rank"] for seen in result["ranks"]] == [0, 1]
+    assert trial.reports == [(0, pytest.approx(4.5))]
+
+
+@pytest.mark.slow
+def test_a_failing_rank_fails_the_call_and_stops_the_others():
+    with pytest.raises(RuntimeError, match="rank 1 of 2 raised ValueError: rank one gives up"):
+        integration.launch(objectives.rank_fails, 2, timeout=120)
+
+
+@pytest.mark.slow
+def test_a_pruned_trial_stops_its_ranks(tmp_path):
+    trial = RecordingTrial(prune_after=2)
+    with pytest.raises(optuna.TrialPruned):
+        integration.launch(objectives.rank_reports_forever, 2, args=(str(tmp_path),), trial=trial, timeout=120)
+    pids = [int((tmp_path / f"pid-{rank}").read_text()) for rank in range(2)]
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert [step for step, _ in trial.reports[:2]] == [0, 1]
+
+
+@pytest.mark.slow
+def test_a_two_gpu_trial_launches_its_ranks_through_daskopt(multi_client):
+    """gpus_per_trial = 2 on the CPU stand-in of a 4-GPU node: each trial's 2 gloo ranks see its 2 GPUs."""
+    study = optuna.create_study(direction="maximize")
+    daskopt.optimize(study, objectives.distributed_objective, n_trials=2, client=multi_client, gpus_per_trial=2)
+    assert states(study) == {"COMPLETE": 2}
+    for trial in study.trials:
+        assert trial.value == pytest.approx(3 * trial.params["scale"])  # all_reduce of scale * (1 + 2), rank 0
+        assert trial.intermediate_values == {0: pytest.approx(trial.value)}  # reported by rank 0
+        visible = ",".join(trial.user_attrs["devices"])
+        assert [r["visible"] for r in trial.user_attrs["ranks"]] == [visible, visible]

@@ -1,0 +1,136 @@
+"""Load: many trials, many trials at once, many reports. Correctness under load, never speed.
+
+- 10,000 trivial trials end with exactly 10,000 outcomes, and the driver's memory stays bounded.
+- 64 concurrent trials on 2 cores (2 workers x 32 threads) all end, with every report kept.
+- 8 trials each reporting 5,000 steps as fast as they can, with a pruner deciding each batch: every report
+  is stored exactly once, at its step, with its value.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Iterator
+
+import optuna
+import psutil
+import pytest
+from distributed import Client, LocalCluster
+from optuna.distributions import FloatDistribution
+
+import daskopt
+from tests.conftest import states
+
+SPACE = {"x": FloatDistribution(0, 1)}
+MiB = 2**20
+
+
+@pytest.fixture(scope="module")
+def wide_client() -> Iterator[Client]:
+    """Two worker processes (the CI machine's two cores), 32 threads each."""
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=32, processes=True, dashboard_address=":0", silence_logs=40
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        client.wait_for_workers(2, timeout=60)
+        yield client
+
+
+def trivial(trial: optuna.Trial) -> float:
+    return trial.suggest_float("x", 0, 1)
+
+
+def sleeps_and_reports(trial: optuna.Trial) -> float:
+    x = trial.suggest_float("x", 0, 1)
+    for step in range(5):
+        time.sleep(0.01)
+        trial.report(x + step, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return x
+
+
+STEPS = 5_000
+PRUNE_EVERY = 10  # reports are fire-and-forget; a check waits for the decision on the latest step
+
+
+def reports_fast(trial: optuna.Trial) -> float:
+    """``STEPS`` reports, a prune check every ``PRUNE_EVERY``; each value says which trial and step it is."""
+    trial.suggest_float("x", 0, 1)
+    for step in range(STEPS):
+        trial.report(trial.number * STEPS + step, step)
+        if (step % PRUNE_EVERY == 0 or step == STEPS - 1) and trial.should_prune():  # the last: no decision unread
+            raise optuna.TrialPruned()
+    return float(trial.number)
+
+
+def _rss() -> int:
+    gc.collect()
+    return psutil.Process().memory_info().rss
+
+
+@pytest.mark.slow
+def test_ten_thousand_trials_exact_counts_and_bounded_driver_memory(wide_client):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    daskopt.optimize(study, trivial, n_trials=50, client=wide_client, search_space=SPACE, show_progress_bar=False)
+    before = _rss()  # after a warm-up call: imports, the objective cache and thread pools are in place
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    daskopt.optimize(
+        study,
+        trivial,
+        n_trials=10_000,
+        client=wide_client,
+        n_concurrent=4,
+        search_space=SPACE,
+        show_progress_bar=False,
+    )
+    grown = _rss() - before
+    assert states(study) == {"COMPLETE": 10_000}
+    assert [t.number for t in study.trials] == list(range(10_000))
+    assert all(t.value == t.params["x"] for t in study.trials)
+    assert grown < 500 * MiB, f"the driver grew by {grown / MiB:.0f} MiB for 10,000 trials"
+
+
+def test_sixty_four_concurrent_trials_on_two_cores(wide_client):
+    study = optuna.create_study(
+        sampler=optuna.samplers.RandomSampler(seed=0), pruner=optuna.pruners.MedianPruner(n_startup_trials=16)
+    )
+    daskopt.optimize(
+        study,
+        sleeps_and_reports,
+        n_trials=640,
+        client=wide_client,
+        n_concurrent=64,
+        search_space=SPACE,
+        show_progress_bar=False,
+    )
+    counts = states(study)
+    reasons = {t.user_attrs["fail_reason"] for t in study.trials if t.state.name == "FAIL"}
+    assert counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) == 640, (counts, reasons)
+    assert len(study.trials) == 640
+    for trial in study.trials:
+        steps = sorted(trial.intermediate_values)
+        assert steps == list(range(len(steps))), trial.number  # contiguous from 0
+        assert len(steps) == 5 if trial.state.name == "COMPLETE" else 1 <= len(steps) <= 5
+        assert all(trial.intermediate_values[s] == trial.params["x"] + s for s in steps)
+    # trials really overlapped: more at once than the machine has cores (a loose bound, not a speed claim)
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in study.trials)
+    peak = max(sum(start <= s < end for s, _ in spans) for start, end in spans)
+    assert peak > 8, f"at most {peak} trials ran at once"
+
+
+@pytest.mark.slow
+def test_sustained_reporting_stores_every_report_exactly_once(wide_client):
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(lower=-1.0))  # decides, never prunes
+    daskopt.optimize(
+        study, reports_fast, n_trials=8, client=wide_client, n_concurrent=8, search_space=SPACE, show_progress_bar=False
+    )
+    assert states(study) == {"COMPLETE": 8}
+    assert sum(len(t.intermediate_values) for t in study.trials) == 8 * STEPS
+    for trial in study.trials:
+        assert sorted(trial.intermediate_values) == list(range(STEPS))
+        expected = {step: float(trial.number * STEPS + step) for step in range(STEPS)}
+        assert trial.intermediate_values == expected
+        assert trial.value == float(trial.number)
