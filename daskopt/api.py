@@ -126,6 +126,7 @@ def optimize(
             report_last_n=report_last_n,
             show_progress=show_progress_bar,
             heartbeat_timeout=heartbeat_timeout,
+            heartbeat_s=min(5.0, heartbeat_timeout / 3),
             chain_below_s=chain_below_s,
             hung_grace_s=hung_grace_s,
             scheduler_grace_s=scheduler_grace_s,

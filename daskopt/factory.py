@@ -16,7 +16,7 @@ from typing import Any
 from optuna import pruners, samplers
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.storages import BaseStorage, JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from daskopt.errors import SpecError
 from daskopt.spec.base import hint, show
@@ -90,7 +90,10 @@ def make_storage(url: str) -> BaseStorage | str | None:
         if url.startswith(prefix):
             Path(url.removeprefix(prefix)).parent.mkdir(parents=True, exist_ok=True)
     if url.startswith("journal:"):
-        return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+        path = url.removeprefix("journal:")
+        # A driver SIGKILLed while writing leaves the lock behind; a live writer holds it for milliseconds,
+        # so a stale lock is broken after 3 s instead of Optuna's default 30 s.
+        return JournalStorage(JournalFileBackend(path, lock_obj=JournalFileSymlinkLock(path, grace_period=3)))
     return url
 
 

@@ -208,9 +208,23 @@ class TrialConnection:
             self._inbox.extend(self._decoder.feed(data))
         return self._inbox.pop(0)
 
-    def close(self) -> None:
-        self.closed = True
+    def close(self, linger: float = 2.0) -> None:
+        """Close gracefully: half-close, read until the loop closes its end, then close.
+
+        Closing a socket with unread data (a prune decision that arrived after the last report) makes the
+        kernel send a reset, and a reset can discard the FINISH still unread at the loop's end.
+        """
+        was_closed, self.closed = self.closed, True
         try:
-            self._sock.close()
+            if not was_closed:
+                self._sock.shutdown(socket.SHUT_WR)
+                self._sock.settimeout(linger)
+                while self._sock.recv(1 << 16):
+                    pass
         except OSError:
             pass
+        finally:
+            try:
+                self._sock.close()
+            except OSError:
+                pass

@@ -82,7 +82,8 @@ class Engine:
         self._disconnected_since: float | None = None
         self._hung: dict[Connection, float] = {}  # timed-out trials' connections -> restart deadline
         self._refill = False
-        self._sampling = SamplingGate()
+        self._sampling = SamplingGate()  # asks
+        self._suggesting = SamplingGate()  # define-by-run suggests: timed apart, never queued behind asks
         self._server = ChannelServer(self._channel_host(), self._on_messages, self._on_closed, self._channel_tls())
         self._progress = Progress(config.show_progress, config.n_trials)
         self._deadline = time.monotonic() + config.timeout if config.timeout else None
@@ -123,6 +124,7 @@ class Engine:
                 await service.close()
             await self._server.close()
             self._sampling.shutdown()
+            self._suggesting.shutdown()
             self._progress.stop(self.counts, len(self.running))
             self._set_in_optimize(False)
         if self._error is not None:
@@ -208,10 +210,12 @@ class Engine:
 
     def _fill_once(self) -> None:
         n = self.config.n_concurrent
+        # a slow sampler (measured) gets one trial asked ahead, so a freed slot does not wait a whole ask
+        ahead = 0 if self._sampling.inline else 1
         if self._stopping is None:
             while (
                 self._asking + len(self._ready) < self._unstarted()
-                and len(self.running) + self._asking + len(self._ready) < n
+                and len(self.running) + self._asking + len(self._ready) < n + ahead
             ):
                 self._start_ask()
         self._assign_ready()
@@ -361,7 +365,7 @@ class Engine:
             else:
                 run.conn.send([events.REFUSED, request, f"{type(error).__name__}: {error}"])
 
-        self._sampling.run(suggest, reply)
+        self._suggesting.run(suggest, reply)
 
     def _on_attr(self, run: TrialRun, key: str, value: Any, is_constraint: bool) -> None:
         if is_constraint:
@@ -468,9 +472,7 @@ class Engine:
             if self.config.trial_timeout and now - run.started > self.config.trial_timeout:
                 self._time_out(run, now)
             elif now - run.last_seen > self.config.heartbeat_timeout:
-                if run.conn is not None:
-                    run.conn.close()
-                self._lost(run, f"no heartbeat for {self.config.heartbeat_timeout:g}s")
+                self._silent(run)
         self._restart_hung_workers(now)
         self._progress.update(self.counts, len(self.running))
         self._fill()
@@ -490,6 +492,17 @@ class Engine:
                 "are stored and running ones were marked cancelled; run again against a live scheduler to resume"
             )
             self._stop("the Dask scheduler is gone", cancel_running=True)
+
+    def _silent(self, run: TrialRun) -> None:
+        """A trial unheard of for ``heartbeat_timeout``: lost. Its worker (frozen, partitioned) is restarted
+        when possible, since the Dask tasks it holds would otherwise keep counting as queued work."""
+        worker = run.worker
+        if run.conn is not None:
+            run.conn.close()
+        self._lost(run, f"no heartbeat for {self.config.heartbeat_timeout:g}s")
+        if worker and self.config.restart_hung_workers and self.client.status == "running":
+            logger.warning("daskopt: worker %s went silent; restarting it", worker)
+            asyncio.get_running_loop().run_in_executor(None, self._restart_worker, worker)
 
     def _time_out(self, run: TrialRun, now: float) -> None:
         """FAIL an overrunning trial and tell it to stop; if it ignores that, its worker is restarted."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, overload
 
 import msgpack
+import optuna
 from optuna.distributions import (
     BaseDistribution,
     CategoricalChoiceType,
@@ -124,6 +125,8 @@ class TrialHandle(BaseTrial):
         self._next_request += 1
         self._conn.send([events.SUGGEST, request, name, distribution_to_json(distribution)])
         while request not in self._replies:
+            if self.cancelled is not None:  # the loop ended this trial; its answer will never come
+                raise optuna.TrialPruned(f"cancelled: {self.cancelled}")
             self._dispatch(self._conn.receive())
         kind, _, payload = self._replies.pop(request)
         if kind == events.REFUSED:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 
 import optuna
-import pytest
 from optuna.distributions import FloatDistribution
 
 import daskopt
@@ -39,11 +38,6 @@ def reports_then_returns(trial: optuna.Trial) -> float:
     return x  # ... after FINISH was sent and the connection closed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daskopt bug: TrialConnection.close() (engine/channel.py) closes with unread decisions, the socket "
-    "is reset, and the loop's next write aborts the transport before it reads the FINISH",
-)
 def test_finish_sent_before_the_task_closes_is_recorded(client):
     study = optuna.create_study(pruner=SlowDecisions())
     daskopt.optimize(

@@ -105,16 +105,9 @@ def _recover(client: Client, pid: int | None) -> None:
     raise AssertionError(f"the cluster did not recover 2 workers after killing the frozen pid {pid}")
 
 
-STUCK_TASKS = (
-    "daskopt bug: the Dask tasks held by the silent worker still count as outstanding (TaskPool.outstanding), so "
-    "when the retry is enqueued after the other trials ended, _fill_once submits no task for it and the study "
-    "waits until the silent worker dies"
-)
-
-
 @pytest.mark.parametrize(
     "max_retries",
-    [0, pytest.param(1, marks=[pytest.mark.xfail(strict=True, reason=STUCK_TASKS), pytest.mark.slow])],
+    [0, pytest.param(1, marks=pytest.mark.slow)],
     ids=["fail", "retry"],
 )
 def test_frozen_worker_trial_is_lost_after_heartbeat_timeout(cluster_client, tmp_path, max_retries):
@@ -156,11 +149,6 @@ def test_frozen_worker_trial_is_lost_after_heartbeat_timeout(cluster_client, tmp
         assert counts == {"COMPLETE": 7, "FAIL": 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daskopt bug: optimize(heartbeat_timeout=...) does not shorten the trial heartbeat (EngineConfig."
-    "heartbeat_s stays 5 s), so a healthy quiet trial is declared lost when heartbeat_timeout < 5 s",
-)
 def test_quiet_but_alive_trial_is_not_lost(cluster_client):
     study = optuna.create_study()
     objective = functools.partial(silent_then_returns, seconds=HEARTBEAT_TIMEOUT + 2.5)
