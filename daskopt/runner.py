@@ -67,6 +67,8 @@ def open_study(spec: StudySpec, *, create: bool) -> optuna.Study:
             study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
         except KeyError:
             pass
+    if study is not None:
+        study.sampler = _resumed_sampler(spec, distributions, len(study.get_trials(deepcopy=False)))
     if study is None:
         study = optuna.create_study(
             study_name=name,
@@ -84,6 +86,17 @@ def open_study(spec: StudySpec, *, create: bool) -> optuna.Study:
             key="study.direction",
         )
     return study
+
+
+def _resumed_sampler(spec: StudySpec, distributions: Any, n_stored: int) -> optuna.samplers.BaseSampler:
+    """The file's sampler for a study that already holds trials. A seeded sampler rebuilt with the same seed
+    would restart its random stream and propose stored points again, so its seed is offset by the number of
+    stored trials: still reproducible, never a replay."""
+    seed = spec.sampler.options.get("seed")
+    if n_stored == 0 or not isinstance(seed, int):
+        return make_sampler(spec.sampler, distributions)
+    section = spec.sampler.model_copy(update={"options": {**spec.sampler.options, "seed": seed + n_stored}})
+    return make_sampler(section, distributions)
 
 
 def recover_interrupted(study: optuna.Study) -> int:

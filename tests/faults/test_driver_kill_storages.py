@@ -149,14 +149,7 @@ def test_killed_driver_resumes_with_every_completed_trial_kept_once(tmp_path, ki
     assert {t.user_attrs["retry_of"] for t in after.trials if "retry_of" in t.user_attrs} == set(running_before)
 
 
-REPLAY = (
-    "daskopt bug: a resumed study rebuilds its sampler with the file's seed, so the sampler's random stream "
-    "starts over and proposes the parameters of trials already in the study again (runner.open_study)"
-)
-
-
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=REPLAY)
 def test_resumed_seeded_sampler_does_not_replay_stored_points(tmp_path):
     (tmp_path / "obj.py").write_text(OBJECTIVE.replace("time.sleep(0.3)", "pass"))
     text = STUDY.format(n_trials=10, url=STORAGES["journal"]).replace('name = "tpe"', 'name = "random"')
