@@ -228,3 +228,26 @@ class TrialConnection:
                 self._sock.close()
             except OSError:
                 pass
+
+
+def channel_tls(client: Any) -> ssl.SSLContext | None:
+    """On a TLS cluster the channel is mutual TLS too, with the client's certificate serving."""
+    if not str(client.scheduler.address).startswith("tls://"):
+        return None
+    context = client.security.get_listen_args("client").get("ssl_context")
+    return context if isinstance(context, ssl.SSLContext) else None
+
+
+def channel_host(client: Any, override: str | None = None) -> str:
+    """The address workers reach this process on: loopback for a local scheduler, else the interface that
+    routes to the scheduler."""
+    if override:
+        return override
+    from urllib.parse import urlparse
+
+    from distributed.utils import get_ip
+
+    host = urlparse(client.scheduler.address).hostname or "127.0.0.1"
+    if host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."):
+        return "127.0.0.1"
+    return str(get_ip(host))

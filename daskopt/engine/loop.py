@@ -17,7 +17,6 @@ import hashlib
 import logging
 import math
 import secrets
-import ssl
 import time
 from collections import deque
 from typing import Any
@@ -26,22 +25,19 @@ import cloudpickle
 import optuna
 from distributed import Client, Future
 from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
     distribution_to_json,
     json_to_distribution,
 )
 from optuna.trial import TrialState
 
 from daskopt.engine import events
-from daskopt.engine.channel import ChannelServer, Connection
+from daskopt.engine.channel import ChannelServer, Connection, channel_host, channel_tls
 from daskopt.engine.config import EngineConfig
 from daskopt.engine.progress import Progress
-from daskopt.engine.sampling import SamplingGate
-from daskopt.engine.state import Counts, TaskState, TimelineEntry, TrialRun
+from daskopt.engine.sampling import SamplingGate, suggest_in_loop
+from daskopt.engine.state import Counts, TaskState, TimelineEntry, TrialRun, checkpoint_key
 from daskopt.engine.tasks import TaskPool
+from daskopt.engine.watchdog import Watchdog
 from daskopt.errors import ObjectiveError, SchedulerLost
 from daskopt.tracking.base import StudyLogger
 
@@ -79,12 +75,13 @@ class Engine:
         self._error: ObjectiveError | SchedulerLost | None = None
         self._to_decide: set[int] = set()
         self._filling = False
-        self._disconnected_since: float | None = None
-        self._hung: dict[Connection, float] = {}  # timed-out trials' connections -> restart deadline
+        self._watchdog = Watchdog(client, config.restart_hung_workers, config.scheduler_grace_s)
         self._refill = False
         self._sampling = SamplingGate()  # asks
         self._suggesting = SamplingGate()  # define-by-run suggests: timed apart, never queued behind asks
-        self._server = ChannelServer(self._channel_host(), self._on_messages, self._on_closed, self._channel_tls())
+        self._server = ChannelServer(
+            channel_host(client, config.channel_host), self._on_messages, self._on_closed, channel_tls(client)
+        )
         self._progress = Progress(config.show_progress, config.n_trials)
         self._deadline = time.monotonic() + config.timeout if config.timeout else None
         self._study_logger = config.study_logger or StudyLogger()
@@ -118,7 +115,7 @@ class Engine:
         finally:
             ticker.cancel()
             self._shutdown()
-            await self._reap_hung()
+            await self._watchdog.reap(min(self.config.hung_grace_s, SHUTDOWN_GRACE_S))
             self._study_logger.study_end(self.study)
             for service in services:
                 await service.close()
@@ -151,7 +148,7 @@ class Engine:
         for run in list(self.running.values()):
             if run.conn is not None and not run.conn.closed:
                 run.conn.send([events.CANCEL, reason])
-                self._hung[run.conn] = time.monotonic() + self.config.hung_grace_s
+                self._watchdog.watch(run.conn, self.config.hung_grace_s)
             reported = run.last_step is not None
             self._tell(run, TrialState.PRUNED if reported else TrialState.FAIL, reason=f"cancelled: {reason}")
 
@@ -162,25 +159,6 @@ class Engine:
             local.in_optimize_loop = value
         if not value and hasattr(self.study, "_stop_flag"):
             self.study._stop_flag = False
-
-    def _channel_tls(self) -> ssl.SSLContext | None:
-        """On a TLS cluster the channel is mutual TLS too, with the client's certificate serving."""
-        if not str(self.client.scheduler.address).startswith("tls://"):
-            return None
-        context = self.client.security.get_listen_args("client").get("ssl_context")
-        return context if isinstance(context, ssl.SSLContext) else None
-
-    def _channel_host(self) -> str:
-        if self.config.channel_host:
-            return self.config.channel_host
-        from urllib.parse import urlparse
-
-        from distributed.utils import get_ip
-
-        host = urlparse(self.client.scheduler.address).hostname or "127.0.0.1"
-        if host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."):
-            return "127.0.0.1"
-        return get_ip(host)
 
     # ------------------------------------------------------------------------------ the fill step
     def _unstarted(self) -> float:
@@ -302,7 +280,7 @@ class Engine:
                 continue
             run = conn.state.run
             if message[0] in (events.FINISH, events.HELLO):
-                self._hung.pop(conn, None)  # a timed-out objective did stop
+                self._watchdog.stopped(conn)  # a cancelled objective did stop
             if message[0] == events.HELLO and run is None:
                 self._waiting.append(conn)  # a chaining task asks for its next trial
                 self._fill()
@@ -465,7 +443,13 @@ class Engine:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        self._check_scheduler(now)
+        if self._watchdog.scheduler_lost(now) and self._error is None:
+            address = getattr(self.client.scheduler, "address", "?")
+            self._error = SchedulerLost(
+                f"lost the Dask scheduler at {address} for {self.config.scheduler_grace_s:g}s; finished trials "
+                "are stored and running ones were marked cancelled; run again against a live scheduler to resume"
+            )
+            self._stop("the Dask scheduler is gone", cancel_running=True)
         if self._deadline is not None and now >= self._deadline and self._stopping is None:
             self._stop(f"timeout of {self.config.timeout:g}s reached", cancel_running=True)
         for run in list(self.running.values()):
@@ -473,25 +457,9 @@ class Engine:
                 self._time_out(run, now)
             elif now - run.last_seen > self.config.heartbeat_timeout:
                 self._silent(run)
-        self._restart_hung_workers(now)
+        self._watchdog.check(now)
         self._progress.update(self.counts, len(self.running))
         self._fill()
-
-    def _check_scheduler(self, now: float) -> None:
-        """Stop with a clear error when the client has lost its scheduler for ``scheduler_grace_s``."""
-        if self.client.status == "running":
-            self._disconnected_since = None
-            return
-        if self._disconnected_since is None:
-            self._disconnected_since = now
-            logger.warning("daskopt: lost the Dask scheduler (client %s); waiting for it", self.client.status)
-        elif now - self._disconnected_since > self.config.scheduler_grace_s and self._error is None:
-            address = getattr(self.client.scheduler, "address", "?")
-            self._error = SchedulerLost(
-                f"lost the Dask scheduler at {address} for {self.config.scheduler_grace_s:g}s; finished trials "
-                "are stored and running ones were marked cancelled; run again against a live scheduler to resume"
-            )
-            self._stop("the Dask scheduler is gone", cancel_running=True)
 
     def _silent(self, run: TrialRun) -> None:
         """A trial unheard of for ``heartbeat_timeout``: lost. Its worker (frozen, partitioned) is restarted
@@ -500,70 +468,13 @@ class Engine:
         if run.conn is not None:
             run.conn.close()
         self._lost(run, f"no heartbeat for {self.config.heartbeat_timeout:g}s")
-        if worker and self.config.restart_hung_workers and self.client.status == "running":
+        if worker:
             logger.warning("daskopt: worker %s went silent; restarting it", worker)
-            asyncio.get_running_loop().run_in_executor(None, self._restart_worker, worker)
+            self._watchdog.restart(worker)
 
     def _time_out(self, run: TrialRun, now: float) -> None:
         """FAIL an overrunning trial and tell it to stop; if it ignores that, its worker is restarted."""
         if run.conn is not None and not run.conn.closed:
             run.conn.send([events.CANCEL, "trial_timeout"])
-            self._hung[run.conn] = now + self.config.hung_grace_s
+            self._watchdog.watch(run.conn, self.config.hung_grace_s)
         self._tell(run, TrialState.FAIL, reason=f"trial_timeout of {self.config.trial_timeout:g}s exceeded")
-
-    def _restart_hung_workers(self, now: float) -> None:
-        """A Python thread cannot be killed: restart the worker process of an objective that kept running
-        ``hung_grace_s`` after its cancel (other trials on that worker are lost, and retried if allowed)."""
-        for conn, deadline in list(self._hung.items()):
-            if conn.closed or now < deadline:
-                if conn.closed:
-                    del self._hung[conn]
-                continue
-            del self._hung[conn]
-            worker = conn.state.worker if isinstance(conn.state, TaskState) else ""
-            if not worker or not self.config.restart_hung_workers:
-                continue
-            logger.warning("daskopt: an objective ignored its trial_timeout; restarting worker %s", worker)
-            asyncio.get_running_loop().run_in_executor(None, self._restart_worker, worker)
-
-    def _restart_worker(self, *workers: str) -> None:
-        try:
-            self.client.restart_workers(list(workers), timeout=60, raise_for_error=False)
-        except Exception as exc:  # the worker may be gone already; the trial is recorded either way
-            logger.warning("daskopt: could not restart worker(s) %s: %s", ", ".join(workers), exc)
-
-    async def _reap_hung(self) -> None:
-        """At the end of the call, give cancelled objectives a short grace to stop, then restart the
-        workers of those still running, so none keeps a worker thread busy after ``optimize`` returns."""
-        deadline = time.monotonic() + min(self.config.hung_grace_s, SHUTDOWN_GRACE_S)
-        while any(not conn.closed for conn in self._hung) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        workers = {
-            conn.state.worker
-            for conn in self._hung
-            if not conn.closed and isinstance(conn.state, TaskState) and conn.state.worker
-        }
-        self._hung.clear()
-        if workers and self.config.restart_hung_workers and self.client.status == "running":
-            logger.warning("daskopt: objectives ignored their cancel; restarting worker(s) %s", ", ".join(workers))
-            await asyncio.get_running_loop().run_in_executor(None, self._restart_worker, *sorted(workers))
-
-
-def checkpoint_key(number: int, user_attrs: dict[str, Any]) -> int:
-    """The trial whose checkpoint folder a trial uses: its own, or that of the attempt a retry replaces."""
-    return int(user_attrs.get("checkpoint_of", number))
-
-
-def suggest_in_loop(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:
-    """A define-by-run suggestion made on the loop's ``optuna.Trial`` through its public API."""
-    if isinstance(distribution, FloatDistribution):
-        return trial.suggest_float(
-            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
-        )
-    if isinstance(distribution, IntDistribution):
-        return trial.suggest_int(
-            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
-        )
-    if isinstance(distribution, CategoricalDistribution):
-        return trial.suggest_categorical(name, distribution.choices)
-    raise TypeError(f"unsupported distribution for {name!r}: {distribution!r}")

@@ -16,6 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
 T = TypeVar("T")
 
 
@@ -67,3 +70,18 @@ class SamplingGate:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def suggest_in_loop(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:
+    """A define-by-run suggestion made on the loop's ``optuna.Trial`` through its public API."""
+    if isinstance(distribution, FloatDistribution):
+        return trial.suggest_float(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    if isinstance(distribution, IntDistribution):
+        return trial.suggest_int(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    if isinstance(distribution, CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    raise TypeError(f"unsupported distribution for {name!r}: {distribution!r}")

@@ -93,3 +93,8 @@ class TimelineEntry:
     started: float  # time.time()
     ended: float | None = None
     state: str = "RUNNING"
+
+
+def checkpoint_key(number: int, user_attrs: dict[str, Any]) -> int:
+    """The trial whose checkpoint folder a trial uses: its own, or that of the attempt a retry replaces."""
+    return int(user_attrs.get("checkpoint_of", number))

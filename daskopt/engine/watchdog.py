@@ -1,0 +1,90 @@
+"""Ending what does not end by itself: objectives that ignore their cancel, and a scheduler that is gone.
+
+A Python thread cannot be killed, so an objective that keeps running after the loop told it to stop (a
+trial timeout, the end of the call, a silent worker) is ended by restarting its worker process through the
+nanny; other trials on that worker are lost, and retried if allowed. Restarts run on a helper thread: the
+call blocks for seconds and must not stall the loop. The loop decides *when*; this module only watches
+and restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from distributed import Client
+
+from daskopt.engine.channel import Connection
+from daskopt.engine.state import TaskState
+
+logger = logging.getLogger("daskopt")
+
+
+class Watchdog:
+    """Connections of objectives told to stop, with the moment their worker gets restarted if they have not."""
+
+    def __init__(self, client: Client, enabled: bool, scheduler_grace_s: float) -> None:
+        self.client = client
+        self.enabled = enabled
+        self.scheduler_grace_s = scheduler_grace_s
+        self._hung: dict[Connection, float] = {}  # connection -> restart deadline (monotonic)
+        self._disconnected_since: float | None = None
+
+    def watch(self, conn: Connection, grace_s: float) -> None:
+        """``conn``'s objective was told to stop; restart its worker if it still runs ``grace_s`` later."""
+        if not conn.closed:
+            self._hung[conn] = time.monotonic() + grace_s
+
+    def stopped(self, conn: Connection) -> None:
+        """``conn``'s objective did stop (it sent FINISH, or asked for its next trial)."""
+        self._hung.pop(conn, None)
+
+    def restart(self, *workers: str) -> None:
+        """Restart these workers in the background (no-op when disabled or without a scheduler)."""
+        if workers and self.enabled and self.client.status == "running":
+            asyncio.get_running_loop().run_in_executor(None, self._restart, *workers)
+
+    def check(self, now: float) -> None:
+        """Restart the workers of watched objectives past their deadline."""
+        for conn, deadline in list(self._hung.items()):
+            if conn.closed:
+                del self._hung[conn]
+            elif now >= deadline:
+                del self._hung[conn]
+                worker = _worker(conn)
+                if worker:
+                    logger.warning("daskopt: an objective ignored its cancel; restarting worker %s", worker)
+                    self.restart(worker)
+
+    async def reap(self, grace_s: float) -> None:
+        """At the end of a call: give watched objectives ``grace_s`` to stop, then restart the workers of
+        those still running, so none keeps a worker thread busy after ``optimize`` returns."""
+        deadline = time.monotonic() + grace_s
+        while any(not conn.closed for conn in self._hung) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        workers = sorted({w for conn in self._hung if not conn.closed and (w := _worker(conn))})
+        self._hung.clear()
+        if workers and self.enabled and self.client.status == "running":
+            logger.warning("daskopt: objectives ignored their cancel; restarting worker(s) %s", ", ".join(workers))
+            await asyncio.get_running_loop().run_in_executor(None, self._restart, *workers)
+
+    def scheduler_lost(self, now: float) -> bool:
+        """True once the client has been without its scheduler for ``scheduler_grace_s``."""
+        if self.client.status == "running":
+            self._disconnected_since = None
+            return False
+        if self._disconnected_since is None:
+            self._disconnected_since = now
+            logger.warning("daskopt: lost the Dask scheduler (client %s); waiting for it", self.client.status)
+        return now - self._disconnected_since > self.scheduler_grace_s
+
+    def _restart(self, *workers: str) -> None:
+        try:
+            self.client.restart_workers(list(workers), timeout=60, raise_for_error=False)
+        except Exception as exc:  # the worker may be gone already; the trial is recorded either way
+            logger.warning("daskopt: could not restart worker(s) %s: %s", ", ".join(workers), exc)
+
+
+def _worker(conn: Connection) -> str:
+    return conn.state.worker if isinstance(conn.state, TaskState) else ""
