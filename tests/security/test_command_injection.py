@@ -9,6 +9,7 @@ command line, yet each value is still quoted into one argument.
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -85,7 +86,8 @@ def test_values_are_single_arguments_and_run_nothing_without_a_shell(tmp_path):
 
 @pytest.mark.slow
 def test_shell_is_an_explicit_opt_in_and_values_stay_quoted(tmp_path):
-    trials = _run(tmp_path, 'command = "python echo_argv.py {c} --x={x} && touch shell-ran"\nshell = true')
+    python = shlex.quote(sys.executable)  # a shell line runs as written: no "python" fallback as for argv
+    trials = _run(tmp_path, f'command = "{python} echo_argv.py {{c}} --x={{x}} && touch shell-ran"\nshell = true')
     assert (tmp_path / "shell-ran").exists()  # a shell did run the line
     argv = _argv_by_value(tmp_path, trials)
     assert sorted(argv) == sorted(NASTY)
