@@ -142,9 +142,17 @@ def trivial_objective(trial: TrialLike) -> float:
     trial.suggest_categorical("c", ["a", "b", "c"])
     final = x**2 + y
 
+    return timed_reports(trial, final, N_STEPS)
+
+
+def timed_reports(trial: TrialLike, final: float, n_steps: int, step_s: float = 0.0) -> float:
+    """Report a decreasing curve towards ``final`` for ``n_steps`` steps (sleeping ``step_s`` per step),
+    timing every ``should_prune()`` into the ``prune_rtt_s`` user attr (kept when pruned); returns ``final``."""
     rtts: list[float] = []
     try:
-        for step in range(N_STEPS):
+        for step in range(n_steps):
+            if step_s:
+                time.sleep(step_s)
             trial.report(final * (1.0 + 1.0 / (step + 1)), step)
             start = time.perf_counter()
             prune = trial.should_prune()

@@ -15,7 +15,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from benchmarks.baselines import PRUNE_RTT_ATTR
+from benchmarks.baselines import timed_reports
 from benchmarks.common import where_am_i
 
 SPAN_ATTR = "span"
@@ -27,19 +27,7 @@ def stepping_objective(trial: Any, n_steps: int, step_s: float) -> float:
     reports and asks ``should_prune()``; every ``should_prune()`` duration goes to ``prune_rtt_s``."""
     x = trial.suggest_float("x", -10.0, 10.0)
     final = x * x
-    rtts: list[float] = []
-    try:
-        for step in range(n_steps):
-            time.sleep(step_s)
-            trial.report(final * (1.0 + 1.0 / (step + 1)), step)
-            start = time.perf_counter()
-            prune = trial.should_prune()
-            rtts.append(time.perf_counter() - start)
-            if prune:
-                raise optuna.TrialPruned(f"pruned at step {step}")
-    finally:
-        trial.set_user_attr(PRUNE_RTT_ATTR, rtts)
-    return final
+    return timed_reports(trial, final, n_steps, step_s)
 
 
 def report_loop(trial: Any, n_steps: int, prune_each_step: bool) -> float:
