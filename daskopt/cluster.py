@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -116,6 +117,9 @@ def _start_cluster(kind: str, spec: Any, security: Any) -> Iterator[Any]:
             options["n_workers"] = spec.n_workers
         if getattr(spec, "adapt", None):
             options["n_workers"] = spec.adapt.minimum  # adaptive: start small, grow with the queued trials
+        # Worker processes write to the user's terminal; below CRITICAL their logs are shutdown noise with
+        # tracebacks (objective errors are recorded per trial, nanny events are logged here, one line each).
+        options["silence_logs"] = logging.CRITICAL
         with LocalCluster(dashboard_address=":0", security=security, **options) as cluster:
             _adapt(cluster, spec)
             yield cluster
