@@ -128,14 +128,8 @@ class TrialLoggers(TrialLogger):
         self._each("trial_end", end)
 
     def _each(self, hook: str, *args: Any) -> None:
-        for index, item in enumerate(self.loggers):
-            try:
-                getattr(item, hook)(*args)
-            except Exception as exc:  # tracking must never fail the trial
-                if (index, hook) not in self._warned:
-                    self._warned.add((index, hook))
-                    where = f"trial {self._number}" if self._number is not None else "a trial"
-                    warn(f"{type(item).__name__}.{hook} failed for {where}; the trial goes on", exc)
+        where = f"trial {self._number}" if self._number is not None else "a trial"
+        call_each(self.loggers, self._warned, hook, args, f" for {where}; the trial goes on")
 
 
 class StudyLoggers(StudyLogger):
@@ -158,13 +152,21 @@ class StudyLoggers(StudyLogger):
         self._each("study_end", study)
 
     def _each(self, hook: str, *args: Any) -> None:
-        for index, item in enumerate(self.loggers):
-            try:
-                getattr(item, hook)(*args)
-            except Exception as exc:  # tracking must never fail the study
-                if (index, hook) not in self._warned:
-                    self._warned.add((index, hook))
-                    warn(f"{type(item).__name__}.{hook} failed; the study goes on", exc)
+        call_each(self.loggers, self._warned, hook, args, "; the study goes on")
+
+
+def call_each(
+    loggers: Sequence[Any], warned: set[tuple[int, str]], hook: str, args: tuple[Any, ...], note: str
+) -> None:
+    """Call ``hook`` on every logger; a failure is warned about once per logger and hook, never raised:
+    tracking must never fail a trial or the study."""
+    for index, item in enumerate(loggers):
+        try:
+            getattr(item, hook)(*args)
+        except Exception as exc:
+            if (index, hook) not in warned:
+                warned.add((index, hook))
+                warn(f"{type(item).__name__}.{hook} failed{note}", exc)
 
 
 def warn(what: str, exc: BaseException) -> None:
