@@ -215,6 +215,9 @@ class Engine:
         """On the sampler thread: ask, and read what the task will need while we are off the loop."""
         fixed = self.config.search_space
         trial = self.study.ask(fixed_distributions=fixed) if fixed else self.study.ask()
+        # Optuna samples the relative (joint) parameters lazily, at the first suggest; do it here, on the
+        # sampler thread, so a define-by-run suggest finds them ready instead of paying for TPE/GP there
+        trial.relative_params  # noqa: B018
         user_attrs = trial.user_attrs
         run = TrialRun(trial=trial, params=dict(trial.params), user_attrs=user_attrs)
         run.prune_enabled = "repeat" not in user_attrs and self._n_objectives == 1

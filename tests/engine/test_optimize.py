@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -46,9 +48,12 @@ class CountingSampler(optuna.samplers.TPESampler):
     def __init__(self) -> None:
         super().__init__(multivariate=True, n_startup_trials=3, seed=1)
         self.relative_calls = 0
+        self.relative_outside_ask = 0
 
     def sample_relative(self, study, trial, search_space):  # type: ignore[no-untyped-def]
         self.relative_calls += 1
+        # the engine samples jointly while asking (off the critical path), not at the first suggest
+        self.relative_outside_ask += not any(frame.function == "_ask" for frame in inspect.stack(0))
         return super().sample_relative(study, trial, search_space)
 
 
@@ -60,6 +65,7 @@ def test_joint_sampling_runs_once_per_trial(client, declared):
     assert states(study).get("RUNNING", 0) == 0
     assert len(study.trials) == 15
     assert sampler.relative_calls == 15
+    assert sampler.relative_outside_ask == 0
     assert all(set(t.params) == {"x", "y", "c"} for t in study.trials)
 
 
