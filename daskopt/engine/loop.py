@@ -34,6 +34,7 @@ from daskopt.engine import events
 from daskopt.engine.channel import ChannelServer, Connection, channel_host, channel_tls
 from daskopt.engine.config import EngineConfig
 from daskopt.engine.progress import Progress
+from daskopt.engine.pruning import PruneDecider
 from daskopt.engine.sampling import SamplingGate, suggest_in_loop
 from daskopt.engine.state import Counts, TaskState, TimelineEntry, TrialRun, checkpoint_key
 from daskopt.engine.tasks import TaskPool
@@ -74,6 +75,7 @@ class Engine:
         self._cancel_running_on_stop = False
         self._error: ObjectiveError | SchedulerLost | None = None
         self._to_decide: set[int] = set()
+        self._pruning = PruneDecider(study)
         self._filling = False
         self._watchdog = Watchdog(client, config.restart_hung_workers, config.scheduler_grace_s)
         self._refill = False
@@ -329,7 +331,7 @@ class Engine:
             run = self.running.get(number)
             if run is None or run.finished or run.conn is None:
                 continue
-            prune = bool(run.trial.should_prune())
+            prune = self._pruning.should_prune(run.trial)
             run.decided_step = run.last_step
             run.conn.send([events.DECISION, run.last_step, prune])
         self._to_decide.clear()
@@ -397,6 +399,7 @@ class Engine:
         except Exception as exc:
             logger.error("daskopt: could not record trial %d: %s", run.number, exc)
             return
+        self._pruning.finished.add(frozen)
         self.counts.record(frozen.state, self.study, retried=retry)
         self._progress.update(self.counts, len(self.running))
         self._study_logger.trial_finished(self.study, frozen, run.worker)

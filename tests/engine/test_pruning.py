@@ -1,0 +1,100 @@
+"""The pruner's cached view of finished trials: same answers as Optuna's own path, fresh for our tells."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from daskopt.engine.pruning import FinishedTrials, PruneDecider
+
+PRUNERS = {
+    "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
+    "percentile": lambda: optuna.pruners.PercentilePruner(25.0, n_startup_trials=3),
+    "asha": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2),
+    "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=12, reduction_factor=2),
+    "wilcoxon": lambda: optuna.pruners.WilcoxonPruner(p_threshold=0.2),
+    "patient": lambda: optuna.pruners.PatientPruner(optuna.pruners.MedianPruner(n_startup_trials=3), patience=1),
+    "threshold": lambda: optuna.pruners.ThresholdPruner(upper=5.0),
+}
+STEPS = 12
+
+
+def curve(number: int, step: int) -> float:
+    """Deterministic, crossing learning curves (some trials improve late, some plateau)."""
+    return 10.0 / (1 + step) + (number % 7) * 0.4 + 0.3 * math.sin(number + step)
+
+
+def populated_study(pruner: optuna.pruners.BasePruner, storage: str | None = None) -> optuna.Study:
+    """24 finished trials (complete, pruned, failed) with reported curves, as a past run leaves them."""
+    # one name for every copy: Hyperband picks a trial's bracket from a hash of study name and number
+    study = optuna.create_study(pruner=pruner, storage=storage, study_name="populated")
+    for number in range(24):
+        trial = study.ask()
+        for step in range(STEPS if number % 5 else 4):
+            trial.report(curve(number, step), step)
+        if number % 9 == 8:
+            study.tell(trial, state=TrialState.FAIL)
+        elif number % 5 == 0:
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, curve(number, STEPS - 1))
+    return study
+
+
+@pytest.mark.parametrize("name", sorted(PRUNERS))
+def test_decisions_match_optunas_own_should_prune(name):
+    ours, theirs = populated_study(PRUNERS[name]()), populated_study(PRUNERS[name]())
+    decider = PruneDecider(ours)
+    for offset in range(3):  # three running trials, each from a fresh ask on both studies
+        mine, reference = ours.ask(), theirs.ask()
+        decisions, expected = [], []
+        for step in range(STEPS):
+            value = curve(30 + 5 * offset, step)
+            mine.report(value, step)
+            reference.report(value, step)
+            decisions.append(decider.should_prune(mine))
+            expected.append(reference.should_prune())
+        assert decisions == expected
+        frozen = ours.tell(mine, curve(30, STEPS - 1))
+        theirs.tell(reference, curve(30, STEPS - 1))
+        decider.finished.add(frozen)
+
+
+@pytest.mark.parametrize(
+    "states",
+    [(TrialState.COMPLETE,), (TrialState.PRUNED,), (TrialState.FAIL,), (TrialState.COMPLETE, TrialState.PRUNED)],
+    ids=["complete", "pruned", "fail", "complete+pruned"],
+)
+def test_finished_lists_equal_the_storages_in_number_order(states):
+    study = populated_study(optuna.pruners.NopPruner())
+    finished = FinishedTrials(study)
+    assert [t.number for t in finished.get(states)] == [
+        t.number for t in study.get_trials(deepcopy=False, states=states)
+    ]
+
+
+def test_own_tells_show_at_once_and_others_after_the_refresh(tmp_path):
+    study = populated_study(optuna.pruners.NopPruner(), storage=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    finished = FinishedTrials(study, refresh_s=3600)
+    before = len(finished.get([TrialState.COMPLETE]))
+
+    trial = study.ask()
+    finished.add(study.tell(trial, 1.0))  # told by this engine: in the next answer, no re-read
+    assert len(finished.get([TrialState.COMPLETE])) == before + 1
+
+    other = optuna.load_study(study_name=study.study_name, storage=study._storage)
+    other.tell(other.ask(), 2.0)  # another process's result: not until the refresh
+    assert len(finished.get([TrialState.COMPLETE])) == before + 1
+    assert len(FinishedTrials(study, refresh_s=0).get([TrialState.COMPLETE])) == before + 2
+
+
+def test_answers_are_copies_and_duplicates_are_ignored():
+    study = populated_study(optuna.pruners.NopPruner())
+    finished = FinishedTrials(study)
+    first = finished.get([TrialState.COMPLETE])
+    first.clear()
+    finished.add(study.trials[1])  # already known
+    assert len(finished.get([TrialState.COMPLETE])) == len(study.get_trials(states=(TrialState.COMPLETE,)))
