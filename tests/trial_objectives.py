@@ -115,3 +115,17 @@ def resumes_from_checkpoint(trial: optuna.Trial) -> float:
         state.write_text(str(epoch + 1))
         time.sleep(0.01)
     return x
+
+
+def records_what_it_saw(trial: optuna.Trial) -> float:
+    """Define-by-run with a range that widens from trial 8 on and a conditional parameter; stores what it got."""
+    high = 10.0 if trial.number < 8 else 20.0
+    seen = {
+        "x": trial.suggest_float("x", -10.0, high),
+        "n": trial.suggest_int("n", 1, 64, log=True),
+        "kind": trial.suggest_categorical("kind", ["lin", "sq"]),
+    }
+    if seen["kind"] == "sq":
+        seen["w"] = trial.suggest_float("w", 0.0, 1.0)
+    trial.set_user_attr("seen", seen)
+    return seen["x"] ** 2 + seen["n"] + seen.get("w", 0.0)

@@ -8,6 +8,7 @@ Trial -> loop
     ``[HELLO, token, task_id, has_objective, worker, pid]``   a task wants a trial (again, when chaining)
     ``[REPORT, step, value]``                                  fire-and-forget intermediate value
     ``[SUGGEST, request_id, name, distribution_json]``         define-by-run parameter
+    ``[PARAM, name]``                                          fire-and-forget: took ``joint[name]``
     ``[ATTR, key, value]``                                     ``set_user_attr``
     ``[HEARTBEAT]``                                            the task is alive
     ``[FINISH, state, values, error]``                         ``error`` is an :class:`ErrorInfo` dict
@@ -32,6 +33,7 @@ SUGGEST = 3
 ATTR = 4
 HEARTBEAT = 5
 FINISH = 6
+PARAM = 7
 
 ASSIGN = 10
 STOP = 11
@@ -59,8 +61,11 @@ class Assignment:
     """Everything a task needs to run one trial, sent once in the ``ASSIGN`` message.
 
     ``params`` holds the values of a declared search space (sampled in the loop at ask time), so those
-    ``suggest_*`` calls cost no round trip. ``objective`` carries the cloudpickled objective only when the
-    worker process does not have it cached yet.
+    ``suggest_*`` calls cost no round trip. ``joint`` holds the sampler's joint (relative) sample of a
+    define-by-run trial, ``name -> [distribution_json, value]``: a ``suggest_*`` whose distribution equals
+    the one sampled takes its value locally and tells the loop with a ``PARAM`` message, which the loop
+    records through Optuna's own ``suggest_*`` (which returns the same joint value). ``objective`` carries
+    the cloudpickled objective only when the worker process does not have it cached yet.
     """
 
     number: int
@@ -74,6 +79,7 @@ class Assignment:
     heartbeat_s: float = 5.0
     chain_below_s: float = 0.0
     checkpoint_dir: str | None = None  # shared folder of this trial (and of its retries)
+    joint: dict[str, list[Any]] = field(default_factory=dict)  # name -> [distribution_json, value]
     tracking: dict[str, Any] | None = None  # plain logger settings (daskopt.tracking.trial_loggers)
     objective: bytes | None = field(default=None, repr=False)
 

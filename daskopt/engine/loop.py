@@ -35,7 +35,7 @@ from daskopt.engine.channel import ChannelServer, Connection, channel_host, chan
 from daskopt.engine.config import EngineConfig
 from daskopt.engine.progress import Progress
 from daskopt.engine.pruning import PruneDecider
-from daskopt.engine.sampling import SamplingGate, suggest_in_loop
+from daskopt.engine.sampling import SamplingGate, joint_sample, suggest_in_loop
 from daskopt.engine.state import Counts, TaskState, TimelineEntry, TrialRun, checkpoint_key
 from daskopt.engine.tasks import TaskPool
 from daskopt.engine.watchdog import Watchdog
@@ -217,11 +217,9 @@ class Engine:
         """On the sampler thread: ask, and read what the task will need while we are off the loop."""
         fixed = self.config.search_space
         trial = self.study.ask(fixed_distributions=fixed) if fixed else self.study.ask()
-        # Optuna samples the relative (joint) parameters lazily, at the first suggest; do it here, on the
-        # sampler thread, so a define-by-run suggest finds them ready instead of paying for TPE/GP there
-        trial.relative_params  # noqa: B018
+        joint = joint_sample(trial)  # for define-by-run parameters beyond a declared space, if any
         user_attrs = trial.user_attrs
-        run = TrialRun(trial=trial, params=dict(trial.params), user_attrs=user_attrs)
+        run = TrialRun(trial=trial, params=dict(trial.params), user_attrs=user_attrs, joint=joint)
         run.prune_enabled = "repeat" not in user_attrs and self._n_objectives == 1
         return run
 
@@ -272,6 +270,7 @@ class Engine:
             chain_below_s=self.config.chain_below_s,
             tracking=self.config.tracking,
             checkpoint_dir=self._checkpoint_dir(run),
+            joint={name: [v.distribution_json, v.value] for name, v in run.joint.items()},
             objective=None if state.has_objective else self._objective_bytes,
         )
         conn.send([events.ASSIGN, assignment.to_wire()])
@@ -306,6 +305,8 @@ class Engine:
             self._on_report(run, message[1], message[2])
         elif kind == events.SUGGEST:
             self._on_suggest(run, message[1], message[2], message[3])
+        elif kind == events.PARAM:
+            self._on_param(run, message[1])
         elif kind == events.ATTR:
             self._on_attr(run, message[1], message[2], message[3])
         elif kind == events.FINISH:
@@ -349,6 +350,13 @@ class Engine:
                 run.conn.send([events.REFUSED, request, f"{type(error).__name__}: {error}"])
 
         self._suggesting.run(suggest, reply)
+
+    def _on_param(self, run: TrialRun, name: str) -> None:
+        """The trial took ``joint[name]``: record it now, in message order, before any later FINISH."""
+        joint = run.joint[name]
+        value = suggest_in_loop(run.trial, name, joint.distribution)  # Optuna returns the joint value
+        if value != joint.value:  # cannot happen while Optuna's _suggest prefers the relative sample
+            raise RuntimeError(f"parameter {name!r}: the trial used {joint.value!r}, the study recorded {value!r}")
 
     def _on_attr(self, run: TrialRun, key: str, value: Any, is_constraint: bool) -> None:
         if is_constraint:

@@ -17,7 +17,15 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    distribution_to_json,
+)
+
+from daskopt.engine.state import JointValue
 
 T = TypeVar("T")
 
@@ -85,3 +93,29 @@ def suggest_in_loop(trial: optuna.Trial, name: str, distribution: BaseDistributi
     if isinstance(distribution, CategoricalDistribution):
         return trial.suggest_categorical(name, distribution.choices)
     raise TypeError(f"unsupported distribution for {name!r}: {distribution!r}")
+
+
+def joint_sample(trial: optuna.Trial) -> dict[str, JointValue]:
+    """The trial's joint (relative) sample, drawn now, as values a define-by-run suggest may take locally.
+
+    Optuna draws it lazily at the first suggest; calling this while asking (on the sampler thread) takes
+    that cost off the trial's start, and shipping the values with the assignment saves one round trip
+    per parameter. Left out, so that the loop's own ``suggest_*`` would take another branch than the
+    joint value: enqueued (fixed) parameters, single-valued distributions, and parameters already set
+    (a declared space). A trial whose fixed parameters cannot be read (another Optuna version) ships
+    nothing, and every suggest asks the loop as before.
+    """
+    params = trial.relative_params
+    fixed = getattr(trial, "_fixed_params", None)
+    space = trial.relative_search_space or {}
+    if not params or fixed is None:
+        return {}
+    joint: dict[str, JointValue] = {}
+    taken = trial.params  # a declared space's values, already set by ask
+    for name, value in params.items():
+        distribution = space.get(name)
+        if distribution is None or name in fixed or name in taken or distribution.single():
+            continue
+        plain = distribution.to_external_repr(distribution.to_internal_repr(value))  # no numpy types on the wire
+        joint[name] = JointValue(distribution, distribution_to_json(distribution), plain)
+    return joint

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import optuna
+from optuna.distributions import BaseDistribution
 
 from daskopt.engine.channel import Connection
 
@@ -21,6 +22,14 @@ class TaskState:
     pid: int
     has_objective: bool = False
     run: TrialRun | None = None
+
+
+class JointValue(NamedTuple):
+    """One parameter of a trial's joint sample: its distribution (object and JSON) and value."""
+
+    distribution: BaseDistribution
+    distribution_json: str
+    value: Any
 
 
 @dataclass
@@ -37,6 +46,7 @@ class TrialRun:
     decided_step: int | None = None
     prune_enabled: bool = True
     finished: bool = False
+    joint: dict[str, JointValue] = field(default_factory=dict)  # the sampler's joint sample, for PARAM
 
     @property
     def number(self) -> int:

@@ -4,8 +4,10 @@ It subclasses :class:`optuna.trial.BaseTrial`, so objectives written for plain O
 against ``BaseTrial``) work unmodified. Every decision still happens in the engine loop:
 
 - ``suggest_*`` of a parameter of the declared search space returns the value the loop sampled at ask
-  time (no round trip); any other parameter is one round trip to the same ``optuna.Trial`` in the loop,
-  so multivariate samplers still sample jointly.
+  time (no round trip); so does a define-by-run parameter that the sampler's joint sample (TPE
+  multivariate, GP, CMA-ES) already holds for the same distribution (the loop is told, not asked); any
+  other parameter is one round trip to the same ``optuna.Trial`` in the loop, so multivariate samplers
+  still sample jointly.
 - ``report`` is fire-and-forget. The loop answers each report batch with a prune decision for the latest
   step, so ``should_prune()`` waits at most for that one answer, and often finds it already received.
 - ``log(metrics, step)`` (not in ``optuna.Trial``) records extra metrics with the trial's loggers (its W&B
@@ -55,6 +57,7 @@ class TrialHandle(BaseTrial):
         self._number = assignment.number
         self._declared = {name: json_to_distribution(d) for name, d in assignment.distributions.items()}
         self._sampled = dict(assignment.params)
+        self._joint = assignment.joint
         self._params: dict[str, Any] = {}
         self._distributions: dict[str, BaseDistribution] = {}
         self._user_attrs: dict[str, Any] = dict(assignment.user_attrs)
@@ -114,11 +117,21 @@ class TrialHandle(BaseTrial):
                     f"parameter {name!r} was sampled as {value!r} from the declared {declared}, which "
                     f"lies outside the objective's {distribution}; make the two agree"
                 )
+        elif self._takes_joint(name, distribution):
+            value = self._joint[name][1]
+            self._conn.send([events.PARAM, name])  # the loop records it; no answer to wait for
         else:
             value = self._request_suggestion(name, distribution)
         self._params[name] = value
         self._distributions[name] = distribution
         return value
+
+    def _takes_joint(self, name: str, distribution: BaseDistribution) -> bool:
+        """Whether the loop's ``suggest_*`` would return the joint value: the same distribution, inside it."""
+        entry = self._joint.get(name)
+        if entry is None or json_to_distribution(entry[0]) != distribution:
+            return False
+        return bool(distribution._contains(distribution.to_internal_repr(entry[1])))
 
     def _request_suggestion(self, name: str, distribution: BaseDistribution) -> Any:
         request = self._next_request

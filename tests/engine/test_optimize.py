@@ -9,6 +9,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 import daskopt
+from daskopt.engine.loop import Engine
 from tests import trial_objectives as objectives
 from tests.conftest import states
 
@@ -67,6 +68,38 @@ def test_joint_sampling_runs_once_per_trial(client, declared):
     assert sampler.relative_calls == 15
     assert sampler.relative_outside_ask == 0
     assert all(set(t.params) == {"x", "y", "c"} for t in study.trials)
+
+
+@pytest.mark.parametrize("multivariate", [True, False], ids=["joint", "independent"])
+def test_define_by_run_takes_the_joint_sample_without_asking_and_records_what_it_used(
+    client, monkeypatch, multivariate
+):
+    asked: list[tuple[int, str]] = []
+    on_suggest = Engine._on_suggest
+
+    def counting(self, run, request, name, distribution_json):  # type: ignore[no-untyped-def]
+        asked.append((run.number, name))
+        return on_suggest(self, run, request, name, distribution_json)
+
+    monkeypatch.setattr(Engine, "_on_suggest", counting)
+    sampler = optuna.samplers.TPESampler(multivariate=multivariate, n_startup_trials=3, seed=3)
+    study = optuna.create_study(sampler=sampler)
+    daskopt.optimize(study, objectives.records_what_it_saw, n_trials=14, n_concurrent=1, client=client)
+
+    assert states(study) == {"COMPLETE": 14}
+    for trial in study.trials:  # the study holds exactly what the objective used, with its distributions
+        assert trial.params == trial.user_attrs["seen"]
+        assert trial.distributions["x"].high == (10.0 if trial.number < 8 else 20.0)
+    if not multivariate:  # no joint sample: every suggest asks the loop
+        assert len(asked) == sum(len(t.params) for t in study.trials)
+        return
+    names = {number: {name for n, name in asked if n == number} for number in range(14)}
+    # past the random start-up, x, n and kind travel with the assignment; the conditional w (not in the
+    # joint space) still asks, and so does x once its range changed (no longer in the intersection space)
+    for number in range(4, 8):
+        assert names[number] <= {"w"}
+    for number in range(10, 14):
+        assert "x" in names[number] and names[number] <= {"x", "w"}
 
 
 def test_declared_space_values_reach_the_objective(client):
