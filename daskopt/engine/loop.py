@@ -408,6 +408,7 @@ class Engine:
             logger.error("daskopt: could not record trial %d: %s", run.number, exc)
             return
         self._pruning.finished.add(frozen)
+        self._pruning.forget(run.number)
         self.counts.record(frozen.state, self.study, retried=retry)
         self._progress.update(self.counts, len(self.running))
         self._study_logger.trial_finished(self.study, frozen, run.worker)

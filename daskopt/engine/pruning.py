@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import math
 import time
 from collections.abc import Container, Iterable
 from typing import Any
@@ -87,6 +88,47 @@ def _only_finished(states: Container[TrialState]) -> bool:
         return False
 
 
+class StepSummary:
+    """The three steps of a trial's reports that a percentile pruner's decision depends on.
+
+    ``PercentilePruner.prune`` (and ``MedianPruner``, its 50th percentile) reads of the trial only its
+    last step, the step before it (the interval check) and its best value so far; it finds each by going
+    over every reported step, so one decision costs O(steps): 65% of the loop thread's time at 2,000
+    reports per trial (result_throughput). This summary follows new steps as they arrive (a trial's
+    reports keep their insertion order and are never overwritten), so the pruner can be handed a trial
+    holding just those three steps and decide exactly as it would on all of them.
+    """
+
+    def __init__(self, maximize: bool) -> None:
+        self._maximize = maximize
+        self._seen = 0
+        self.last: int | None = None
+        self.second_last: int | None = None
+        self.best: int | None = None  # step of the best non-NaN value (the study's direction)
+        self.best_value = math.nan
+
+    def keep(self, values: dict[int, float]) -> dict[int, float]:
+        """Read the steps reported since the last call; the reports the pruner needs, by step."""
+        new = len(values) - self._seen
+        if new > 0:
+            steps = iter(reversed(values))  # newest first: no walk over the old ones
+            for step in reversed([next(steps) for _ in range(new)]):
+                self._add(step, values[step])
+            self._seen = len(values)
+        return {step: values[step] for step in {self.last, self.second_last, self.best} if step is not None}
+
+    def _add(self, step: int, value: float) -> None:
+        if self.last is None or step > self.last:
+            self.last, self.second_last = step, self.last
+        elif self.second_last is None or step > self.second_last:
+            self.second_last = step
+        if not math.isnan(value) and (self.best is None or self._better(value, self.best_value)):
+            self.best, self.best_value = step, value
+
+    def _better(self, value: float, than: float) -> bool:
+        return value > than if self._maximize else value < than
+
+
 class PruneDecider:
     """Asks the study's pruner about a running trial, as ``optuna.Trial.should_prune`` does."""
 
@@ -94,10 +136,23 @@ class PruneDecider:
         self.finished = FinishedTrials(study, refresh_s)
         self._view = PrunerStudy(study, self.finished)
         self._study = study
+        # only these two classes exactly: a subclass may read more of the trial than the three steps
+        self._summarize = type(study.pruner) in (optuna.pruners.MedianPruner, optuna.pruners.PercentilePruner)
+        self._summaries: dict[int, StepSummary] = {}
 
     def should_prune(self, trial: optuna.Trial) -> bool:
         try:
             latest = trial._get_latest_trial()  # what should_prune hands the pruner (reports included)
         except AttributeError:  # a future Optuna without it: its own path, uncached
             return bool(trial.should_prune())
+        if self._summarize:
+            summary = self._summaries.get(latest.number)
+            if summary is None:
+                maximize = self._study.direction == optuna.study.StudyDirection.MAXIMIZE
+                summary = self._summaries[latest.number] = StepSummary(maximize)
+            latest.intermediate_values = summary.keep(latest.intermediate_values)  # a copy: the trial keeps all
         return bool(self._study.pruner.prune(self._view, latest))  # type: ignore[arg-type]
+
+    def forget(self, number: int) -> None:
+        """The trial has finished: drop its summary."""
+        self._summaries.pop(number, None)

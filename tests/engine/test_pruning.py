@@ -98,3 +98,48 @@ def test_answers_are_copies_and_duplicates_are_ignored():
     first.clear()
     finished.add(study.trials[1])  # already known
     assert len(finished.get([TrialState.COMPLETE])) == len(study.get_trials(states=(TrialState.COMPLETE,)))
+
+
+def awkward_reports(number: int) -> list[tuple[int, float]]:
+    """Reports as objectives send them: NaN and inf values, steps out of order, gaps, repeated steps."""
+    reports = [(step, curve(number, step)) for step in range(0, 30, 1 + number % 3)]
+    reports[3] = (reports[3][0], math.nan)
+    reports[5] = (reports[5][0], math.inf if number % 2 else -math.inf)
+    reports.insert(7, reports[2])  # a repeated step: Optuna keeps the first value
+    reports[9], reports[10] = reports[10], reports[9]  # out of order
+    if number % 4 == 0:
+        reports = [(step, math.nan) for step, _ in reports]  # every value NaN
+    return reports
+
+
+@pytest.mark.filterwarnings("ignore:The reported value is ignored")
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy on all-NaN and inf reports, in both paths
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+@pytest.mark.parametrize(
+    "pruner",
+    [
+        lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=3, interval_steps=4),
+        lambda: optuna.pruners.PercentilePruner(70.0, n_startup_trials=1, n_min_trials=2),
+        lambda: optuna.pruners.MedianPruner(n_startup_trials=0),
+    ],
+    ids=["median-interval", "percentile-70", "median-plain"],
+)
+def test_percentile_pruners_decide_on_three_steps_as_on_all(direction, pruner):
+    """The summarized trial (last, second-last, best step) gives Optuna's own decision at every report."""
+    studies = [optuna.create_study(direction=direction, pruner=pruner(), study_name="s") for _ in range(2)]
+    ours, theirs = studies
+    decider = PruneDecider(ours)
+    decisions, expected = [], []
+    for number in range(12):
+        mine, reference = ours.ask(), theirs.ask()
+        for step, value in awkward_reports(number):
+            mine.report(value, step)
+            reference.report(value, step)
+            decisions.append(decider.should_prune(mine))
+            expected.append(reference.should_prune())
+        assert mine._cached_frozen_trial.intermediate_values == reference._cached_frozen_trial.intermediate_values
+        decider.finished.add(ours.tell(mine, 1.0))
+        decider.forget(mine.number)
+        theirs.tell(reference, 1.0)
+    assert decisions == expected
+    assert True in expected and False in expected
