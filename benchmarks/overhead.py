@@ -11,6 +11,9 @@ should_prune, ``MedianPruner(5)``) on a 2-worker × 1-thread ``LocalCluster``, r
 - raw Dask: ``client.submit`` of a no-op per trial (the floor any Dask engine pays per task), all at once
   and with a rolling window of 2 × slots.
 
+daskopt also runs the baselines' (smaller) trial count, so the ratio at equal study size is printed too
+(``*_vs_od_same_n``): TPE's ask costs more the more trials it has seen, so a longer run is slower per trial.
+
 Targets: ≥ 10× optuna-distributed, ≥ 50% of raw Dask's task rate (all at once), random sampler.
 """
 
@@ -70,6 +73,8 @@ def run(settings: Settings) -> dict[str, Any]:
             print(f" sampler={sampler}: daskopt {n_ours} trials, baselines {n_baseline}, n_jobs {n_plain}", flush=True)
             runners: dict[str, Callable[..., dict[str, Any]]] = {
                 "daskopt": lambda s=sampler: _keep(run_daskopt(client, n_ours, s)),
+                # the baselines' trial count too: TPE's cost per ask grows with the trials it has seen
+                f"daskopt {n_baseline} trials": lambda s=sampler: _keep(run_daskopt(client, n_baseline, s)),
                 "optuna-distributed": lambda s=sampler: _keep(run_optuna_distributed(address, n_baseline, s)),
                 "DaskStorage": lambda s=sampler: _keep(run_with_dask_storage(client, n_baseline, s)),
                 "optuna n_jobs=2": lambda s=sampler: _keep(run_plain_optuna(n_plain, 2, s)),
@@ -87,6 +92,8 @@ def run(settings: Settings) -> dict[str, Any]:
                     f"{sampler}_dask_storage_trials_per_s": ds,
                     f"{sampler}_n_jobs_trials_per_s": runs["optuna n_jobs=2"]["trials_per_s"],
                     f"{sampler}_vs_od": ratio(ours, od),
+                    f"{sampler}_same_n_trials_per_s": runs[f"daskopt {n_baseline} trials"]["trials_per_s"],
+                    f"{sampler}_vs_od_same_n": ratio(runs[f"daskopt {n_baseline} trials"]["trials_per_s"], od),
                     f"{sampler}_vs_dask_storage": ratio(ours, ds),
                     f"{sampler}_prune_rtt_ms": runs["daskopt"]["prune_rtt_ms_median"],
                 }

@@ -190,7 +190,10 @@ def test_ctrl_c_stops_within_seconds_exits_130_and_leaves_nothing_running(tmp_pa
     write_study(tmp_path, n_trials=200, sleep=0.3)
     driver = subprocess.Popen(
         [sys.executable, "-m", "daskopt.cli", "run", "study.toml"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -5,9 +5,11 @@ messages from trial tasks (over :mod:`~daskopt.engine.channel`), Dask task compl
 :mod:`~daskopt.engine.tasks`) and a periodic tick (timeouts, heartbeats, progress). After each event it
 calls :meth:`Engine._fill`, which asks for new trials while slots are free and keeps tasks queued ahead.
 
-Sampling (``study.ask`` and define-by-run suggestions) runs on a dedicated sampler thread, so a slow
-sampler never delays the reports and prune decisions of running trials (DESIGN principle 3). Optuna
-supports ask/tell from several threads on one study (it is how ``n_jobs`` works).
+Sampling (``study.ask`` and define-by-run suggestions) runs inline while it is cheap and on sampler
+threads once it is not (:mod:`~daskopt.engine.sampling`), so a slow sampler never delays the reports and
+prune decisions of running trials (DESIGN principle 3); define-by-run parameters are handled by
+:mod:`~daskopt.engine.define_by_run`, prune decisions by :mod:`~daskopt.engine.pruning`. Optuna supports
+ask/tell from several threads on one study (it is how ``n_jobs`` works).
 """
 
 from __future__ import annotations
@@ -24,18 +26,16 @@ from typing import Any
 import cloudpickle
 import optuna
 from distributed import Client, Future
-from optuna.distributions import (
-    distribution_to_json,
-    json_to_distribution,
-)
+from optuna.distributions import distribution_to_json
 from optuna.trial import TrialState
 
 from daskopt.engine import events
 from daskopt.engine.channel import ChannelServer, Connection, channel_host, channel_tls
 from daskopt.engine.config import EngineConfig
+from daskopt.engine.define_by_run import DefineByRun, joint_sample
 from daskopt.engine.progress import Progress
 from daskopt.engine.pruning import PruneDecider
-from daskopt.engine.sampling import SamplingGate, joint_sample, suggest_in_loop
+from daskopt.engine.sampling import SamplingGate, ask_ahead
 from daskopt.engine.state import Counts, TaskState, TimelineEntry, TrialRun, checkpoint_key
 from daskopt.engine.tasks import TaskPool
 from daskopt.engine.watchdog import Watchdog
@@ -80,7 +80,8 @@ class Engine:
         self._watchdog = Watchdog(client, config.restart_hung_workers, config.scheduler_grace_s)
         self._refill = False
         self._sampling = SamplingGate()  # asks
-        self._suggesting = SamplingGate()  # define-by-run suggests: timed apart, never queued behind asks
+        self._trial_s: float | None = None  # moving average of finished trials' durations
+        self._define_by_run = DefineByRun()
         self._server = ChannelServer(
             channel_host(client, config.channel_host), self._on_messages, self._on_closed, channel_tls(client)
         )
@@ -123,7 +124,7 @@ class Engine:
                 await service.close()
             await self._server.close()
             self._sampling.shutdown()
-            self._suggesting.shutdown()
+            self._define_by_run.shutdown()
             self._progress.stop(self.counts, len(self.running))
             self._set_in_optimize(False)
         if self._error is not None:
@@ -190,8 +191,8 @@ class Engine:
 
     def _fill_once(self) -> None:
         n = self.config.n_concurrent
-        # a slow sampler (measured) gets one trial asked ahead, so a freed slot does not wait a whole ask
-        ahead = 0 if self._sampling.inline else 1
+        # a slow sampler (measured) gets trials asked ahead, so a freed slot does not wait a whole ask
+        ahead = 0 if self._sampling.inline else ask_ahead(n, self._sampling.average_s, self._trial_s)
         if self._stopping is None:
             while (
                 self._asking + len(self._ready) < self._unstarted()
@@ -304,9 +305,9 @@ class Engine:
         if kind == events.REPORT:
             self._on_report(run, message[1], message[2])
         elif kind == events.SUGGEST:
-            self._on_suggest(run, message[1], message[2], message[3])
+            self._define_by_run.answer(run, message[1], message[2], message[3])
         elif kind == events.PARAM:
-            self._on_param(run, message[1])
+            self._define_by_run.record(run, message[1])
         elif kind == events.ATTR:
             self._on_attr(run, message[1], message[2], message[3])
         elif kind == events.FINISH:
@@ -336,27 +337,6 @@ class Engine:
             run.decided_step = run.last_step
             run.conn.send([events.DECISION, run.last_step, prune])
         self._to_decide.clear()
-
-    def _on_suggest(self, run: TrialRun, request: int, name: str, distribution_json: str) -> None:
-        def suggest() -> Any:
-            return suggest_in_loop(run.trial, name, json_to_distribution(distribution_json))
-
-        def reply(value: Any, error: BaseException | None) -> None:
-            if run.conn is None or run.finished:
-                return
-            if error is None:
-                run.conn.send([events.VALUE, request, value])
-            else:
-                run.conn.send([events.REFUSED, request, f"{type(error).__name__}: {error}"])
-
-        self._suggesting.run(suggest, reply)
-
-    def _on_param(self, run: TrialRun, name: str) -> None:
-        """The trial took ``joint[name]``: record it now, in message order, before any later FINISH."""
-        joint = run.joint[name]
-        value = suggest_in_loop(run.trial, name, joint.distribution)  # Optuna returns the joint value
-        if value != joint.value:  # cannot happen while Optuna's _suggest prefers the relative sample
-            raise RuntimeError(f"parameter {name!r}: the trial used {joint.value!r}, the study recorded {value!r}")
 
     def _on_attr(self, run: TrialRun, key: str, value: Any, is_constraint: bool) -> None:
         if is_constraint:
@@ -393,6 +373,9 @@ class Engine:
             return
         run.finished = True
         self.running.pop(run.number, None)
+        if state != TrialState.FAIL and run.conn is not None:  # ran to its end (or pruned): a duration
+            took = time.monotonic() - run.started
+            self._trial_s = took if self._trial_s is None else self._trial_s + 0.2 * (took - self._trial_s)
         entry = self.timeline.get(run.number)
         if entry is not None:
             entry.ended, entry.state = time.time(), state.name

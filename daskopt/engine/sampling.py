@@ -12,20 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
-
-import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-    distribution_to_json,
-)
-
-from daskopt.engine.state import JointValue
 
 T = TypeVar("T")
 
@@ -40,6 +30,11 @@ class SamplingGate:
         self._average: float | None = None
         self._calls = 0
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="daskopt-sampler")
+
+    @property
+    def average_s(self) -> float | None:
+        """Moving average of a call's duration (``None`` before the first)."""
+        return self._average
 
     @property
     def inline(self) -> bool:
@@ -80,42 +75,18 @@ class SamplingGate:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 
-def suggest_in_loop(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:
-    """A define-by-run suggestion made on the loop's ``optuna.Trial`` through its public API."""
-    if isinstance(distribution, FloatDistribution):
-        return trial.suggest_float(
-            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
-        )
-    if isinstance(distribution, IntDistribution):
-        return trial.suggest_int(
-            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
-        )
-    if isinstance(distribution, CategoricalDistribution):
-        return trial.suggest_categorical(name, distribution.choices)
-    raise TypeError(f"unsupported distribution for {name!r}: {distribution!r}")
+SHORT_TRIAL_ASKS = 50  # trials shorter than this many asks count as short: slots free faster than asks come
 
 
-def joint_sample(trial: optuna.Trial) -> dict[str, JointValue]:
-    """The trial's joint (relative) sample, drawn now, as values a define-by-run suggest may take locally.
+def ask_ahead(n_slots: int, ask_s: float | None, trial_s: float | None) -> int:
+    """Trials to keep asked ahead of the free slots, for a sampler too slow to run inline.
 
-    Optuna draws it lazily at the first suggest; calling this while asking (on the sampler thread) takes
-    that cost off the trial's start, and shipping the values with the assignment saves one round trip
-    per parameter. Left out, so that the loop's own ``suggest_*`` would take another branch than the
-    joint value: enqueued (fixed) parameters, single-valued distributions, and parameters already set
-    (a declared space). A trial whose fixed parameters cannot be read (another Optuna version) ships
-    nothing, and every suggest asks the loop as before.
+    One trial ahead hides one ask from the next freed slot. Short trials free slots in bursts (trials of
+    similar length started together end together), and a burst of k frees waits k asks in a row on the one
+    sampler thread, so with short trials a quarter of the slots are kept asked ahead (bookkeeping benchmark,
+    TPE, 16 slots: 2.9% over the minimum with one ahead, 2.0% with four). Long trials keep one: a trial
+    asked early is sampled without the results that arrive meanwhile, which for long trials buys nothing.
     """
-    params = trial.relative_params
-    fixed = getattr(trial, "_fixed_params", None)
-    space = trial.relative_search_space or {}
-    if not params or fixed is None:
-        return {}
-    joint: dict[str, JointValue] = {}
-    taken = trial.params  # a declared space's values, already set by ask
-    for name, value in params.items():
-        distribution = space.get(name)
-        if distribution is None or name in fixed or name in taken or distribution.single():
-            continue
-        plain = distribution.to_external_repr(distribution.to_internal_repr(value))  # no numpy types on the wire
-        joint[name] = JointValue(distribution, distribution_to_json(distribution), plain)
-    return joint
+    if ask_s is None or trial_s is None or trial_s > SHORT_TRIAL_ASKS * ask_s:
+        return 1
+    return max(1, math.ceil(n_slots / 4))

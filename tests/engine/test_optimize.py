@@ -9,7 +9,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 import daskopt
-from daskopt.engine.loop import Engine
+from daskopt.engine.define_by_run import DefineByRun
 from tests import trial_objectives as objectives
 from tests.conftest import states
 
@@ -75,13 +75,13 @@ def test_define_by_run_takes_the_joint_sample_without_asking_and_records_what_it
     client, monkeypatch, multivariate
 ):
     asked: list[tuple[int, str]] = []
-    on_suggest = Engine._on_suggest
+    answer = DefineByRun.answer
 
     def counting(self, run, request, name, distribution_json):  # type: ignore[no-untyped-def]
         asked.append((run.number, name))
-        return on_suggest(self, run, request, name, distribution_json)
+        return answer(self, run, request, name, distribution_json)
 
-    monkeypatch.setattr(Engine, "_on_suggest", counting)
+    monkeypatch.setattr(DefineByRun, "answer", counting)
     sampler = optuna.samplers.TPESampler(multivariate=multivariate, n_startup_trials=3, seed=3)
     study = optuna.create_study(sampler=sampler)
     daskopt.optimize(study, objectives.records_what_it_saw, n_trials=14, n_concurrent=1, client=client)
