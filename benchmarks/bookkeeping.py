@@ -127,3 +127,26 @@ def run(settings: Settings) -> dict[str, Any]:
     fields["n_trials"] = n_trials
     fields["repeats"] = repeats
     return fields
+
+
+def daskopt_only(n_trials: int = 2000, samplers: tuple[str, ...] = SAMPLERS) -> None:
+    """daskopt's two rows alone (define-by-run and declared space), for checking an engine change quickly:
+    ``python -m benchmarks.bookkeeping`` (3 min for both samplers; the full benchmark with baselines: 18)."""
+    from benchmarks.common import quiet
+
+    quiet()
+    objective = functools.partial(sleep_objective, sleep_s=SLEEP_S)
+    with dask_cluster(2, 8) as client:
+        n_slots = slots(client)
+        run_daskopt(client, optuna.create_study(), objective, n_trials=n_slots)  # warm-up
+        for sampler in samplers:
+            for declared in (False, True):
+                study = optuna.create_study(sampler=TimedSampler(make_sampler(sampler)))
+                options = {"search_space": SPACE} if declared else {}
+                result = outcome(study, run_daskopt(client, study, objective, n_trials=n_trials, **options), n_slots)
+                shown = " ".join(f"{key}={value:.3g}" for key, value in result.items())
+                print(f"daskopt {sampler} {'declared' if declared else 'define-by-run'}: {shown}", flush=True)
+
+
+if __name__ == "__main__":
+    daskopt_only()
