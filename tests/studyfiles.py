@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import optuna
 
 OBJECTIVE = """
 import time
@@ -57,3 +64,23 @@ def live_processes(marker: str) -> list[str]:
         if marker in cmdline and state not in ("Z", "X"):
             found.append(cmdline)
     return found
+
+
+RUN = [sys.executable, "-m", "daskopt.cli", "run", "study.toml"]
+"""``daskopt run study.toml`` with this interpreter (CI's PATH may have no ``python``)."""
+
+
+def start_run(folder: Path, **options: Any) -> subprocess.Popen[str]:
+    """``daskopt run study.toml`` in ``folder`` as a child process; output piped as text unless overridden."""
+    return subprocess.Popen(
+        RUN, cwd=folder, **{"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **options}
+    )
+
+
+def wait_for_finished(journal: Path, load: Callable[[], optuna.Study], count: int, timeout_s: float = 60.0) -> None:
+    """Return once the study in ``journal`` holds ``count`` finished trials, or after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if journal.exists() and sum(t.state.is_finished() for t in load().trials) >= count:
+            return
+        time.sleep(0.2)

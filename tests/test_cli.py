@@ -14,7 +14,7 @@ import optuna
 import pytest
 
 from tests.conftest import DaskCommandCluster, free_port
-from tests.studyfiles import OBJECTIVE, write_study
+from tests.studyfiles import OBJECTIVE, start_run, wait_for_finished, write_study
 
 
 def daskopt(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -95,19 +95,8 @@ def test_run_writes_outputs_and_a_second_run_resumes(tmp_path):
 @pytest.mark.slow
 def test_killed_driver_resumes_without_losing_or_duplicating_trials(tmp_path):
     write_study(tmp_path, n_trials=24, sleep=0.3)
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "daskopt.cli", "run", "study.toml"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        journal = tmp_path / "cli.journal"
-        if journal.exists() and sum(t.state.is_finished() for t in load(tmp_path).trials) >= 5:
-            break
-        time.sleep(0.2)
+    driver = start_run(tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_for_finished(tmp_path / "cli.journal", lambda: load(tmp_path), 5)
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the cluster it started, mid-study
     driver.wait()
     before = load(tmp_path)
@@ -188,19 +177,8 @@ def test_dry_run_prints_no_warnings(tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_stops_within_seconds_exits_130_and_leaves_nothing_running(tmp_path):
     write_study(tmp_path, n_trials=200, sleep=0.3)
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "daskopt.cli", "run", "study.toml"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        journal = tmp_path / "cli.journal"
-        if journal.exists() and sum(t.state.is_finished() for t in load(tmp_path).trials) >= 3:
-            break
-        time.sleep(0.2)
+    driver = start_run(tmp_path)
+    wait_for_finished(tmp_path / "cli.journal", lambda: load(tmp_path), 3)
     driver.send_signal(signal.SIGINT)
     interrupted_at = time.monotonic()
     _, stderr = driver.communicate(timeout=60)

@@ -11,12 +11,13 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import optuna
 import pytest
+
+from tests.studyfiles import RUN
 
 N_TRIALS = 20
 
@@ -101,7 +102,7 @@ def _counts(study: optuna.Study) -> dict[str, int]:
 def test_killed_driver_resumes_with_every_completed_trial_kept_once(tmp_path, kind):
     (tmp_path / "obj.py").write_text(OBJECTIVE)
     (tmp_path / "study.toml").write_text(STUDY.format(n_trials=N_TRIALS, url=STORAGES[kind]))
-    command = [sys.executable, "-m", "daskopt.cli", "run", "study.toml"]
+    command = RUN
     driver = subprocess.Popen(
         command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -154,7 +155,7 @@ def test_resumed_seeded_sampler_does_not_replay_stored_points(tmp_path):
     (tmp_path / "obj.py").write_text(OBJECTIVE.replace("time.sleep(0.3)", "pass"))
     text = STUDY.format(n_trials=10, url=STORAGES["journal"]).replace('name = "tpe"', 'name = "random"')
     (tmp_path / "study.toml").write_text(text.replace(", n_startup_trials = 4", ""))
-    command = [sys.executable, "-m", "daskopt.cli", "run", "study.toml"]
+    command = RUN
     for n_trials in ("5", "10"):  # a first run, then the same file resumed
         done = subprocess.run([*command, "--n-trials", n_trials], cwd=tmp_path, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr

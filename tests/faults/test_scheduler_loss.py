@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 
 import optuna
 import pytest
 
 from tests.conftest import DaskCommandCluster
+from tests.studyfiles import RUN, start_run, wait_for_finished
 
 OBJECTIVE = "import time\n\ndef objective(trial):\n    time.sleep(0.2)\n    return trial.suggest_float('x', 0, 1)\n"
 STUDY = """
@@ -40,20 +40,8 @@ def test_scheduler_killed_mid_study_then_resumed(tmp_path):
     with DaskCommandCluster(tmp_path) as cluster:
         cluster.wait_for_workers()
         (tmp_path / "study.toml").write_text(STUDY.format(address=cluster.address))
-        driver = subprocess.Popen(
-            [sys.executable, "-m", "daskopt.cli", "run", "study.toml"],
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if (tmp_path / "lost.journal").exists() and sum(
-                t.state.is_finished() for t in _study(tmp_path).trials
-            ) >= 4:
-                break
-            time.sleep(0.2)
+        driver = start_run(tmp_path)
+        wait_for_finished(tmp_path / "lost.journal", lambda: _study(tmp_path), 4)
         cluster.scheduler.send_signal(signal.SIGKILL)
         killed_at = time.monotonic()
         _, stderr = driver.communicate(timeout=120)
@@ -68,13 +56,7 @@ def test_scheduler_killed_mid_study_then_resumed(tmp_path):
     with DaskCommandCluster(tmp_path) as fresh:  # a new scheduler, and the file pointed at it
         fresh.wait_for_workers()
         (tmp_path / "study.toml").write_text(STUDY.format(address=fresh.address))
-        rerun = subprocess.run(
-            [sys.executable, "-m", "daskopt.cli", "run", "study.toml"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        rerun = subprocess.run(RUN, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     resumed = _study(tmp_path)
     assert all(t.state.is_finished() for t in resumed.trials)
