@@ -38,7 +38,7 @@ from daskopt.engine.pruning import PruneDecider
 from daskopt.engine.sampling import SamplingGate, ask_ahead
 from daskopt.engine.state import Counts, TaskState, TimelineEntry, TrialRun, checkpoint_key
 from daskopt.engine.tasks import TaskPool
-from daskopt.engine.watchdog import Watchdog
+from daskopt.engine.watchdog import LoopClock, Watchdog
 from daskopt.errors import ObjectiveError, SchedulerLost
 from daskopt.tracking.base import StudyLogger
 
@@ -78,6 +78,7 @@ class Engine:
         self._pruning = PruneDecider(study)
         self._filling = False
         self._watchdog = Watchdog(client, config.restart_hung_workers, config.scheduler_grace_s)
+        self._clock = LoopClock(TICK_S)
         self._refill = False
         self._sampling = SamplingGate()  # asks
         self._trial_s: float | None = None  # moving average of finished trials' durations
@@ -441,6 +442,12 @@ class Engine:
 
     def _tick(self) -> None:
         now = time.monotonic()
+        away = self._clock.away(now)
+        if away:  # the loop did not run: nobody could be heard, so nobody was silent meanwhile
+            logger.info("daskopt: the engine loop was stalled for %.1fs; heartbeat clocks moved on by as much", away)
+            for run in self.running.values():
+                run.last_seen = min(now, run.last_seen + away)
+            self._watchdog.postpone(away)
         if self._watchdog.scheduler_lost(now) and self._error is None:
             address = getattr(self.client.scheduler, "address", "?")
             self._error = SchedulerLost(

@@ -1,4 +1,5 @@
-"""Ending what does not end by itself: objectives that ignore their cancel, and a scheduler that is gone.
+"""Ending what does not end by itself: objectives that ignore their cancel, and a scheduler that is gone;
+and telling a silent trial from a loop that was not listening.
 
 A Python thread cannot be killed, so an objective that keeps running after the loop told it to stop (a
 trial timeout, the end of the call, a silent worker) is ended by restarting its worker process through the
@@ -21,6 +22,28 @@ from daskopt.engine.state import TaskState
 logger = logging.getLogger("daskopt")
 
 
+class LoopClock:
+    """How long the loop itself was away between two ticks, so its own stall is not blamed on the trials.
+
+    Silence is judged by the loop's clock, but the loop hears a trial only while it runs. After a long
+    callback, a paused VM or a suspended laptop, the heartbeats sent meanwhile are still unread in socket
+    buffers (or, after a whole-machine pause, not even sent yet: the trials resume at the same instant as
+    the loop), and the first tick would find every running trial silent. ``away`` says how late a tick
+    is; the loop credits that time to every trial's silence clock (``last_seen``) before judging.
+    """
+
+    def __init__(self, interval_s: float, tolerance_s: float = 1.0) -> None:
+        self.interval_s = interval_s
+        self.tolerance_s = tolerance_s
+        self._last: float | None = None
+
+    def away(self, now: float) -> float:
+        """Seconds since the previous tick beyond the expected interval, when more than the tolerance; else 0."""
+        late = 0.0 if self._last is None else now - self._last - self.interval_s
+        self._last = now
+        return late if late > self.tolerance_s else 0.0
+
+
 class Watchdog:
     """Connections of objectives told to stop, with the moment their worker gets restarted if they have not."""
 
@@ -35,6 +58,11 @@ class Watchdog:
         """``conn``'s objective was told to stop; restart its worker if it still runs ``grace_s`` later."""
         if not conn.closed:
             self._hung[conn] = time.monotonic() + grace_s
+
+    def postpone(self, seconds: float) -> None:
+        """The loop was away for ``seconds``: no objective had a chance to be heard stopping meanwhile."""
+        for conn in self._hung:
+            self._hung[conn] += seconds
 
     def stopped(self, conn: Connection) -> None:
         """``conn``'s objective did stop (it sent FINISH, or asked for its next trial)."""

@@ -114,3 +114,65 @@ def test_tls_channel_refuses_a_peer_without_a_certificate(tls_files):
             conn.receive(timeout=5)
     finally:
         stop.set()
+
+
+def test_a_heartbeat_sending_into_a_full_buffer_survives_the_objective_polling():
+    """The heartbeat thread's send may meet a full socket buffer (the loop reads slowly) while the objective
+    polls with timeout 0; the send must wait, not fail as if the loop were gone."""
+    import socket
+    import time
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    received = bytearray()
+
+    def slow_reader() -> None:
+        peer, _ = listener.accept()
+        with peer:
+            while chunk := peer.recv(1 << 16):
+                received.extend(chunk)
+                time.sleep(0.002)
+
+    reader = threading.Thread(target=slow_reader, daemon=True)
+    reader.start()
+    conn = TrialConnection(f"127.0.0.1:{listener.getsockname()[1]}")
+    frames, errors = 200, []
+
+    def heartbeat() -> None:
+        try:
+            for i in range(frames):
+                conn.send([5, i, "x" * 60_000])
+        except ChannelClosed as exc:
+            errors.append(exc)
+
+    sender = threading.Thread(target=heartbeat)
+    sender.start()
+    while sender.is_alive():
+        assert conn.receive(timeout=0) is None
+    sender.join()
+    conn.close()
+    reader.join(10)
+    listener.close()
+    assert errors == []
+    assert [m[1] for m in FrameDecoder().feed(bytes(received))] == list(range(frames))
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_one_thread_sends_while_another_waits_to_receive(tls, tls_files):
+    """As in a trial: the heartbeat thread sends while the objective's thread blocks in receive."""
+    security = _security(tls_files)
+    server_tls = security.get_listen_args("client")["ssl_context"] if tls else None
+    address, stop = _serve_echo(server_tls)
+    try:
+        conn = TrialConnection(
+            address, ssl_context=security.get_connection_args("worker")["ssl_context"] if tls else None
+        )
+        count = 2000
+        sender = threading.Thread(target=lambda: [conn.send([5, i]) for i in range(count)])
+        sender.start()
+        echoes = [conn.receive(timeout=10) for _ in range(count)]
+        sender.join()
+        assert echoes == [["echo", 5, i] for i in range(count)]
+        assert conn.receive(timeout=0.05) is None
+        conn.close()
+    finally:
+        stop.set()

@@ -4,6 +4,9 @@ Nothing closes its connection and Dask still lists the worker, so only the loop'
 notice. With ``heartbeat_timeout=3`` the trial must be declared lost (FAIL with "no heartbeat", or retried
 with the same parameters), the study must end with exact outcomes and nothing RUNNING, and after the frozen
 process is killed the nanny brings the cluster back to full strength.
+
+The converse: when the whole machine pauses (a VM descheduled, a laptop asleep), the loop and the trials
+stop together, and once they resume no trial may be declared lost for the time nobody ran.
 """
 
 from __future__ import annotations
@@ -147,6 +150,45 @@ def test_frozen_worker_trial_is_lost_after_heartbeat_timeout(cluster_client, tmp
         assert retry.params == lost.params and retry.user_attrs["attempt"] == 1
     else:
         assert counts == {"COMPLETE": 7, "FAIL": 1}
+
+
+def reports_for(trial: optuna.Trial, seconds: float) -> float:
+    x = trial.suggest_float("x", 0, 1)
+    for step in range(int(seconds / 0.05)):
+        time.sleep(0.05)
+        trial.report(x, step)
+    return x
+
+
+def test_a_paused_machine_loses_no_trial(cluster_client):
+    """The first trial's tell freezes every worker and the loop together for 2 heartbeat timeouts."""
+    pids = [p for p in cluster_client.run(os.getpid).values() if isinstance(p, int)]
+    paused: list[float] = []
+
+    def pause_everything(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if paused:
+            return
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(2 * HEARTBEAT_TIMEOUT)  # on the loop's thread: the loop is paused too
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+        paused.append(time.monotonic())
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    daskopt.optimize(
+        study,
+        functools.partial(reports_for, seconds=1.0),
+        n_trials=6,
+        client=cluster_client,
+        heartbeat_timeout=HEARTBEAT_TIMEOUT,
+        callbacks=[pause_everything],
+        show_progress_bar=False,
+    )
+    assert paused, "the pause never happened"
+    assert states(study) == {"COMPLETE": 6}, [t.user_attrs.get("fail_reason") for t in study.trials]
 
 
 def test_quiet_but_alive_trial_is_not_lost(cluster_client):
