@@ -12,13 +12,35 @@ from typing import Any
 import optuna
 
 OBJECTIVE = """
+import os
 import time
 
 def objective(trial):
     x = trial.suggest_float("x", -5, 5)
     time.sleep(SLEEP)
+    if trial.number >= HOLD_FROM:  # held until the test creates RELEASE: the study cannot end before a kill
+        deadline = time.monotonic() + 300
+        while not os.path.exists(RELEASE) and time.monotonic() < deadline:
+            time.sleep(0.05)
     return x * x
 """
+
+
+def objective_source(folder: Path, sleep: float = 0.0, hold_from: int | None = None) -> str:
+    """``obj.py``: a quadratic over x in [-5, 5], sleeping ``sleep`` s a trial. Trials numbered ``hold_from``
+    and above wait until ``release(folder)`` is called, so a test can kill a study mid-way on any machine."""
+    held = 10**9 if hold_from is None else hold_from
+    return (
+        OBJECTIVE.replace("SLEEP", repr(sleep))
+        .replace("HOLD_FROM", str(held))
+        .replace("RELEASE", repr(str(folder / "release")))
+    )
+
+
+def release(folder: Path) -> None:
+    """Let the held trials of ``objective_source(folder, hold_from=...)`` (and all later ones) run."""
+    (folder / "release").touch()
+
 
 STUDY = """
 [study]
@@ -43,10 +65,16 @@ LOCAL = 'kind = "local"\nn_workers = 2'
 
 
 def write_study(
-    folder: Path, *, name: str = "cli", n_trials: int = 8, sleep: float = 0.0, cluster: str = LOCAL
+    folder: Path,
+    *,
+    name: str = "cli",
+    n_trials: int = 8,
+    sleep: float = 0.0,
+    cluster: str = LOCAL,
+    hold_from: int | None = None,
 ) -> Path:
-    """``obj.py`` (a quadratic, sleeping ``sleep`` s a trial) and ``study.toml`` over it, in ``folder``."""
-    (folder / "obj.py").write_text(OBJECTIVE.replace("SLEEP", repr(sleep)))
+    """``obj.py`` (see ``objective_source``) and ``study.toml`` over it, in ``folder``."""
+    (folder / "obj.py").write_text(objective_source(folder, sleep, hold_from))
     path = folder / "study.toml"
     path.write_text(STUDY.format(name=name, n_trials=n_trials, cluster=cluster))
     return path
@@ -77,10 +105,11 @@ def start_run(folder: Path, **options: Any) -> subprocess.Popen[str]:
     )
 
 
-def wait_for_finished(journal: Path, load: Callable[[], optuna.Study], count: int, timeout_s: float = 60.0) -> None:
-    """Return once the study in ``journal`` holds ``count`` finished trials, or after ``timeout_s``."""
+def wait_for_finished(journal: Path, load: Callable[[], optuna.Study], count: int, timeout_s: float = 120.0) -> None:
+    """Return once the study in ``journal`` holds ``count`` finished trials; fail the test after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if journal.exists() and sum(t.state.is_finished() for t in load().trials) >= count:
             return
         time.sleep(0.2)
+    raise AssertionError(f"{journal.name} did not reach {count} finished trials within {timeout_s:g}s")

@@ -38,7 +38,7 @@ from daskopt.engine.pruning import PruneDecider
 from daskopt.engine.sampling import SamplingGate, ask_ahead
 from daskopt.engine.state import Counts, TaskState, TimelineEntry, TrialRun, checkpoint_key
 from daskopt.engine.tasks import TaskPool
-from daskopt.engine.watchdog import LoopClock, Watchdog
+from daskopt.engine.watchdog import Watchdog
 from daskopt.errors import ObjectiveError, SchedulerLost
 from daskopt.tracking.base import StudyLogger
 
@@ -77,8 +77,7 @@ class Engine:
         self._to_decide: set[int] = set()
         self._pruning = PruneDecider(study)
         self._filling = False
-        self._watchdog = Watchdog(client, config.restart_hung_workers, config.scheduler_grace_s)
-        self._clock = LoopClock(TICK_S)
+        self._watchdog = Watchdog(client, config, TICK_S)
         self._refill = False
         self._sampling = SamplingGate()  # asks
         self._trial_s: float | None = None  # moving average of finished trials' durations
@@ -442,25 +441,17 @@ class Engine:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        away = self._clock.away(now)
-        if away:  # the loop did not run: nobody could be heard, so nobody was silent meanwhile
-            logger.info("daskopt: the engine loop was stalled for %.1fs; heartbeat clocks moved on by as much", away)
-            for run in self.running.values():
-                run.last_seen = min(now, run.last_seen + away)
-            self._watchdog.postpone(away)
-        if self._watchdog.scheduler_lost(now) and self._error is None:
-            address = getattr(self.client.scheduler, "address", "?")
-            self._error = SchedulerLost(
-                f"lost the Dask scheduler at {address} for {self.config.scheduler_grace_s:g}s; finished trials "
-                "are stored and running ones were marked cancelled; run again against a live scheduler to resume"
-            )
+        lost = self._watchdog.scheduler_lost(now)
+        if lost is not None and self._error is None:
+            self._error = lost
             self._stop("the Dask scheduler is gone", cancel_running=True)
         if self._deadline is not None and now >= self._deadline and self._stopping is None:
             self._stop(f"timeout of {self.config.timeout:g}s reached", cancel_running=True)
-        for run in list(self.running.values()):
-            if self.config.trial_timeout and now - run.started > self.config.trial_timeout:
-                self._time_out(run, now)
-            elif now - run.last_seen > self.config.heartbeat_timeout:
+        timed_out, silent = self._watchdog.overdue(self.running.values(), now)
+        for run in timed_out:
+            self._time_out(run)
+        for run in silent:
+            if not run.finished:  # a restart for an earlier one may have ended it
                 self._silent(run)
         self._watchdog.check(now)
         self._progress.update(self.counts, len(self.running))
@@ -477,7 +468,7 @@ class Engine:
             logger.warning("daskopt: worker %s went silent; restarting it", worker)
             self._watchdog.restart(worker)
 
-    def _time_out(self, run: TrialRun, now: float) -> None:
+    def _time_out(self, run: TrialRun) -> None:
         """FAIL an overrunning trial and tell it to stop; if it ignores that, its worker is restarted."""
         if run.conn is not None and not run.conn.closed:
             run.conn.send([events.CANCEL, "trial_timeout"])

@@ -1,11 +1,11 @@
-"""Ending what does not end by itself: objectives that ignore their cancel, and a scheduler that is gone;
-and telling a silent trial from a loop that was not listening.
+"""Ending what does not end by itself: trials past their time or silent, objectives that ignore their
+cancel, a scheduler that is gone; and telling a silent trial from a loop that was not listening.
 
 A Python thread cannot be killed, so an objective that keeps running after the loop told it to stop (a
 trial timeout, the end of the call, a silent worker) is ended by restarting its worker process through the
 nanny; other trials on that worker are lost, and retried if allowed. Restarts run on a helper thread: the
-call blocks for seconds and must not stall the loop. The loop decides *when*; this module only watches
-and restarts.
+call blocks for seconds and must not stall the loop. This module finds who is overdue, watches and
+restarts; the loop records the outcomes.
 """
 
 from __future__ import annotations
@@ -13,11 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 
 from distributed import Client
 
 from daskopt.engine.channel import Connection
-from daskopt.engine.state import TaskState
+from daskopt.engine.config import EngineConfig
+from daskopt.engine.state import TaskState, TrialRun
+from daskopt.errors import SchedulerLost
 
 logger = logging.getLogger("daskopt")
 
@@ -45,24 +48,40 @@ class LoopClock:
 
 
 class Watchdog:
-    """Connections of objectives told to stop, with the moment their worker gets restarted if they have not."""
+    """Finds overdue trials and a lost scheduler; keeps the connections of objectives told to stop, with the
+    moment their worker gets restarted if they have not."""
 
-    def __init__(self, client: Client, enabled: bool, scheduler_grace_s: float) -> None:
+    def __init__(self, client: Client, config: EngineConfig, tick_s: float) -> None:
         self.client = client
-        self.enabled = enabled
-        self.scheduler_grace_s = scheduler_grace_s
+        self.config = config
+        self.enabled = config.restart_hung_workers
+        self._clock = LoopClock(tick_s)
         self._hung: dict[Connection, float] = {}  # connection -> restart deadline (monotonic)
         self._disconnected_since: float | None = None
+
+    def overdue(self, running: Iterable[TrialRun], now: float) -> tuple[list[TrialRun], list[TrialRun]]:
+        """Running trials past ``trial_timeout``, and those silent for ``heartbeat_timeout``.
+
+        Called once per tick. A late tick means the loop was not listening: that time is first credited to
+        every trial's silence clock and to the grace of objectives told to stop.
+        """
+        running = list(running)
+        away = self._clock.away(now)
+        if away:
+            logger.info("daskopt: the engine loop was stalled for %.1fs; heartbeat clocks moved on by as much", away)
+            for run in running:
+                run.last_seen = min(now, run.last_seen + away)
+            for conn in self._hung:
+                self._hung[conn] += away
+        limit, silence = self.config.trial_timeout, self.config.heartbeat_timeout
+        timed_out = [run for run in running if limit and now - run.started > limit]
+        silent = [run for run in running if run not in timed_out and now - run.last_seen > silence]
+        return timed_out, silent
 
     def watch(self, conn: Connection, grace_s: float) -> None:
         """``conn``'s objective was told to stop; restart its worker if it still runs ``grace_s`` later."""
         if not conn.closed:
             self._hung[conn] = time.monotonic() + grace_s
-
-    def postpone(self, seconds: float) -> None:
-        """The loop was away for ``seconds``: no objective had a chance to be heard stopping meanwhile."""
-        for conn in self._hung:
-            self._hung[conn] += seconds
 
     def stopped(self, conn: Connection) -> None:
         """``conn``'s objective did stop (it sent FINISH, or asked for its next trial)."""
@@ -97,15 +116,23 @@ class Watchdog:
             logger.warning("daskopt: objectives ignored their cancel; restarting worker(s) %s", ", ".join(workers))
             await asyncio.get_running_loop().run_in_executor(None, self._restart, *workers)
 
-    def scheduler_lost(self, now: float) -> bool:
-        """True once the client has been without its scheduler for ``scheduler_grace_s``."""
+    def scheduler_lost(self, now: float) -> SchedulerLost | None:
+        """The error to end the call with, once the client has been without its scheduler for
+        ``scheduler_grace_s``; else ``None``."""
         if self.client.status == "running":
             self._disconnected_since = None
-            return False
+            return None
         if self._disconnected_since is None:
             self._disconnected_since = now
             logger.warning("daskopt: lost the Dask scheduler (client %s); waiting for it", self.client.status)
-        return now - self._disconnected_since > self.scheduler_grace_s
+        grace = self.config.scheduler_grace_s
+        if now - self._disconnected_since <= grace:
+            return None
+        address = getattr(self.client.scheduler, "address", "?")
+        return SchedulerLost(
+            f"lost the Dask scheduler at {address} for {grace:g}s; finished trials are stored and running ones "
+            "were marked cancelled; run again against a live scheduler to resume"
+        )
 
     def _restart(self, *workers: str) -> None:
         try:

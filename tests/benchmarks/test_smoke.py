@@ -16,6 +16,8 @@ import pytest
 from benchmarks.__main__ import BENCHMARKS
 
 ROOT = Path(__file__).resolve().parents[2]
+SMOKE_TIMEOUT_S = 600  # ~1-2 min on two cores; pytest-timeout counts the module fixture against the first test
+pytestmark = pytest.mark.timeout(SMOKE_TIMEOUT_S + 120)
 
 # Fields each RESULT line must carry, with a positive value (rates, latencies, sizes) or a fixed one.
 POSITIVE = {
@@ -51,7 +53,7 @@ def smoke_output() -> tuple[dict[str, dict[str, str]], str]:
             env=env,
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=SMOKE_TIMEOUT_S,
         )
         output = done.stdout + done.stderr
     except subprocess.TimeoutExpired as expired:  # keep what it printed: the finished benchmarks still count

@@ -29,17 +29,18 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 def gated(trial: optuna.Trial, folder: str) -> float:
-    """~0.2 s of 'training' in 8 reported steps; starts once ``go`` exists, trials >= HELD_FROM once ``end`` does.
+    """~0.5 s of 'training' in 8 reported steps; starts once ``go`` exists, trials >= HELD_FROM once ``end`` does.
 
-    0.2 s x 30 trials / 2 workers keeps the count moving for ~3 s: several of the page's 1 s refreshes."""
+    0.5 s x 30 trials / 2 workers keeps the count moving for ~7 s: several of the page's 1 s refreshes. The
+    gates open by themselves after 250 s only so that a failed test cannot leave trials waiting forever."""
     x = trial.suggest_float("x", -3, 3)
     lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
     gate = os.path.join(folder, "end" if trial.number >= HELD_FROM else "go")
-    deadline = time.time() + 60
+    deadline = time.time() + 250
     while not os.path.exists(gate) and time.time() < deadline:
         time.sleep(0.02)
     for step in range(8):
-        time.sleep(0.025)
+        time.sleep(0.06)
         trial.report(x * x + 8 - step + abs(lr), step)
         if trial.should_prune():
             raise optuna.TrialPruned()
@@ -153,7 +154,7 @@ def browser(tmp_path):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.browser
-def test_page_renders_in_chromium_and_its_count_grows(live, browser):
+def test_page_renders_in_chromium_and_its_count_grows(browser, live):  # the browser first: the gates wait
     browser.get(live.url)
     count = lambda: [int(t) for t in browser.execute_script(DEEP, ".daskopt-count-value")]  # noqa: E731
     wait_for(lambda: len(browser.execute_script(DEEP, "canvas")) >= 6, "the plots' canvases")

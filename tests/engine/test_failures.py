@@ -57,7 +57,7 @@ def test_invalid_return_values_fail_with_a_reason(client, returned, reason):
 
 def test_timeout_cancels_running_trials_and_returns(client):
     study = optuna.create_study()
-    daskopt.optimize(study, objectives.slow_reporting, timeout=1.0, client=client)
+    daskopt.optimize(study, objectives.slow_reporting, timeout=3.0, client=client)  # trials run >= 10 s
     counts = states(study)
     assert counts.get("RUNNING", 0) == 0
     cancelled = [t for t in study.trials if "timeout" in t.user_attrs.get("fail_reason", "")]

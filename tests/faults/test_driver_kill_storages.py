@@ -17,18 +17,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.studyfiles import RUN
+from tests.studyfiles import RUN, objective_source, release
 
 N_TRIALS = 20
-
-OBJECTIVE = """
-import time
-
-def objective(trial):
-    x = trial.suggest_float("x", -5, 5)
-    time.sleep(0.3)
-    return x * x
-"""
+HOLD_FROM = 10  # trials from here on wait for the release: the kill always lands mid-study
 
 STUDY = """
 [study]
@@ -100,7 +92,7 @@ def _counts(study: optuna.Study) -> dict[str, int]:
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(STORAGES))
 def test_killed_driver_resumes_with_every_completed_trial_kept_once(tmp_path, kind):
-    (tmp_path / "obj.py").write_text(OBJECTIVE)
+    (tmp_path / "obj.py").write_text(objective_source(tmp_path, sleep=0.3, hold_from=HOLD_FROM))
     (tmp_path / "study.toml").write_text(STUDY.format(n_trials=N_TRIALS, url=STORAGES[kind]))
     command = RUN
     driver = subprocess.Popen(
@@ -123,6 +115,7 @@ def test_killed_driver_resumes_with_every_completed_trial_kept_once(tmp_path, ki
     assert running_before, "no trial was running at the kill"
     last_before = max(t.number for t in before)
     latest_start = max(t.datetime_start for t in before)
+    release(tmp_path)
 
     resumed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert resumed.returncode == 0, resumed.stderr
@@ -152,7 +145,7 @@ def test_killed_driver_resumes_with_every_completed_trial_kept_once(tmp_path, ki
 
 @pytest.mark.slow
 def test_resumed_seeded_sampler_does_not_replay_stored_points(tmp_path):
-    (tmp_path / "obj.py").write_text(OBJECTIVE.replace("time.sleep(0.3)", "pass"))
+    (tmp_path / "obj.py").write_text(objective_source(tmp_path))
     text = STUDY.format(n_trials=10, url=STORAGES["journal"]).replace('name = "tpe"', 'name = "random"')
     (tmp_path / "study.toml").write_text(text.replace(", n_startup_trials = 4", ""))
     command = RUN

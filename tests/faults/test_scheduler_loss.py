@@ -11,9 +11,8 @@ import optuna
 import pytest
 
 from tests.conftest import DaskCommandCluster
-from tests.studyfiles import RUN, start_run, wait_for_finished
+from tests.studyfiles import RUN, objective_source, release, start_run, wait_for_finished
 
-OBJECTIVE = "import time\n\ndef objective(trial):\n    time.sleep(0.2)\n    return trial.suggest_float('x', 0, 1)\n"
 STUDY = """
 [study]
 name = "lost"
@@ -21,7 +20,7 @@ n_trials = 40
 [objective]
 callable = "obj:objective"
 [space]
-x = {{ type = "float", low = 0, high = 1 }}
+x = {{ type = "float", low = -5, high = 5 }}
 [cluster]
 kind = "address"
 address = "{address}"
@@ -36,7 +35,7 @@ def _study(folder) -> optuna.Study:
 
 @pytest.mark.slow
 def test_scheduler_killed_mid_study_then_resumed(tmp_path):
-    (tmp_path / "obj.py").write_text(OBJECTIVE)
+    (tmp_path / "obj.py").write_text(objective_source(tmp_path, sleep=0.2, hold_from=8))  # held: killed mid-study
     with DaskCommandCluster(tmp_path) as cluster:
         cluster.wait_for_workers()
         (tmp_path / "study.toml").write_text(STUDY.format(address=cluster.address))
@@ -52,6 +51,7 @@ def test_scheduler_killed_mid_study_then_resumed(tmp_path):
     interrupted = _study(tmp_path)
     assert all(t.state.is_finished() for t in interrupted.trials)
     completed = {t.number: t.value for t in interrupted.trials if t.state.name == "COMPLETE"}
+    release(tmp_path)
 
     with DaskCommandCluster(tmp_path) as fresh:  # a new scheduler, and the file pointed at it
         fresh.wait_for_workers()

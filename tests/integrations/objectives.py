@@ -23,7 +23,7 @@ def gpu_probe(trial: optuna.trial.BaseTrial) -> float:
     trial.set_user_attr("trials_per_process", assignment.trials_per_process)
     trial.set_user_attr("visible", os.environ.get("CUDA_VISIBLE_DEVICES"))
     trial.set_user_attr("pid", os.getpid())
-    time.sleep(0.6)
+    time.sleep(1.2)  # long against dispatch on two busy cores, so slots that can overlap do
     trial.set_user_attr("interval", [started, time.time()])
     return 0.0
 

@@ -37,7 +37,7 @@ class OfflineRun:
         return {row["_step"]: row[name] for row in self.history if name in row}
 
 
-def offline_runs(root: Path, count: int | None = None, timeout: float = 20.0) -> list[OfflineRun]:
+def offline_runs(root: Path, count: int | None = None, timeout: float = 60.0) -> list[OfflineRun]:
     """Every offline run under ``root/wandb``, waiting (up to ``timeout``) until there are ``count`` of
     them, each with its exit record: wandb-core writes the file a few ms after ``run.finish()`` returns."""
     deadline = time.monotonic() + timeout
