@@ -14,6 +14,7 @@ from distributed import Client, LocalCluster
 from optuna.distributions import BaseDistribution
 
 from daskopt import gpu
+from daskopt.arguments import check_catch, check_optimize_arguments
 from daskopt.engine.config import Callback, EngineConfig
 from daskopt.engine.loop import Engine
 from daskopt.engine.repeats import expand_repeats
@@ -34,6 +35,7 @@ def optimize(
     catch: Iterable[type[Exception]] | type[Exception] = (Exception,),
     callbacks: Sequence[Callback] = (),
     max_retries: int = 0,
+    fail_fast: int | None = 5,
     trial_timeout: float | None = None,
     search_space: dict[str, BaseDistribution] | None = None,
     repeats: int = 0,
@@ -70,6 +72,10 @@ def optimize(
         callbacks: ``callback(study, frozen_trial)`` after each trial ends, on the client.
         max_retries: a trial whose worker died (or went silent) is re-run with the same parameters up
             to this many times; the retry carries ``retry_of`` and ``attempt`` user attributes.
+        fail_fast: when the call's first ``fail_fast`` outcomes are all FAIL with one same error (a
+            program that does not exist, a wrong signature, a space the objective disagrees with) and
+            nothing completed, stop with :class:`~daskopt.errors.ObjectiveError` instead of spending the
+            whole ``n_trials`` on it. ``None`` never stops for that.
         trial_timeout: seconds; a trial running longer is told to stop and recorded as FAIL. An objective
             still running ``hung_grace_s`` later has its worker process restarted (Python threads
             cannot be killed); other trials on that worker are lost (and retried if allowed).
@@ -105,7 +111,8 @@ def optimize(
             (its URL is printed). ``True``, or a dict with ``host``, ``port`` (0: a free one) and
             ``allow_websocket_origin``.
     """
-    catch_types = (catch,) if isinstance(catch, type) else tuple(catch)
+    check_optimize_arguments(locals())
+    catch_types = check_catch(catch)
     tracking = tracking_settings(study.study_name, wandb=wandb, output_dir=output_dir)
     services = _dashboard(dashboard)  # before _client_for: a LocalCluster started there lists the page
     objective, resources = gpu.prepare(
@@ -121,6 +128,7 @@ def optimize(
             catch=catch_types,
             callbacks=tuple(callbacks),
             max_retries=max_retries,
+            fail_fast=fail_fast,
             trial_timeout=trial_timeout,
             search_space=search_space,
             report_last_n=report_last_n,
@@ -155,13 +163,15 @@ def _client_for(client: Client | None) -> Iterator[Client]:
     if client is not None:
         yield client
         return
-    try:
-        from distributed import default_client
+    from distributed import default_client
 
-        yield default_client()
+    try:
+        active = default_client()
+    except ValueError:  # no default client (only this call's lookup: the caller's errors must pass through)
+        active = None
+    if active is not None:
+        yield active
         return
-    except ValueError:
-        pass
     with LocalCluster(processes=True, threads_per_worker=1, dashboard_address=":0") as cluster:
         with Client(cluster) as local:
             yield local

@@ -6,10 +6,11 @@ Exit codes: 0 ok, 1 the study failed, 2 bad input (one line on stderr, never a t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
 from typing import Any
 
@@ -77,17 +78,34 @@ def _load(path: str) -> Any:
     return load_spec(path)
 
 
-def _objective(spec: Any, study_file: str) -> Any:
-    """Import (or build) the objective now: a broken one is bad input, reported against the file."""
+@contextlib.contextmanager
+def _against(study_file: str) -> Iterator[None]:
+    """Name ``study_file`` in the errors of the file's settings found after loading it (the objective's
+    import, the storage it names, the directions stored there)."""
     from daskopt.errors import SpecError
-    from daskopt.runner import make_objective
 
     try:
-        return make_objective(spec)
+        yield
     except SpecError as err:
         if err.source is None:
             raise SpecError(err.detail, source=study_file, key=err.key) from None
         raise
+
+
+def _objective(spec: Any, study_file: str) -> Any:
+    """Import (or build) the objective now: a broken one is bad input, reported against the file."""
+    from daskopt.runner import make_objective
+
+    with _against(study_file):
+        return make_objective(spec)
+
+
+def _stored_study(study_file: str) -> Any:
+    """The study STUDY_FILE names, read from its storage (never created)."""
+    from daskopt.runner import open_study
+
+    with _against(study_file):
+        return open_study(_load(study_file), create=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -114,16 +132,11 @@ def run(study_file: str, n_trials: int | None, address: str | None, dry_run: boo
         kind = "address" if address else spec.cluster.kind
         click.echo(f"cluster: {kind}" + (f" at {address or spec.cluster.address}" if kind == "address" else ""))
         return
-    from daskopt.errors import SpecError
     from daskopt.runner import best_summary, run_failed, run_study
 
     click.echo(f"daskopt: study {spec.study.name!r} in {spec.storage.url}; outputs in {spec.output.dir}", err=True)
-    try:
+    with _against(study_file):
         report = run_study(spec, objective, n_trials=n_trials, address=address)
-    except SpecError as err:  # found once the storage is open (e.g. stored directions): name the file too
-        if err.source is None:
-            raise SpecError(err.detail, source=study_file, key=err.key) from None
-        raise
     if report.recovered:
         click.echo(f"daskopt: {report.recovered} interrupted trial(s) marked FAIL and re-enqueued", err=True)
     _print_counts(report.study)
@@ -141,9 +154,9 @@ def status(study_file: str) -> None:
     """Counts by state, best so far and running trials of STUDY_FILE's study."""
     from optuna.trial import TrialState
 
-    from daskopt.runner import best_summary, open_study
+    from daskopt.runner import best_summary
 
-    study = open_study(_load(study_file), create=False)
+    study = _stored_study(study_file)
     _print_counts(study)
     best = best_summary(study)
     click.echo(f"best: {json.dumps(best)}" if best is not None else "best: no completed trial yet")
@@ -156,9 +169,9 @@ def status(study_file: str) -> None:
 @_exit_codes
 def best(study_file: str) -> None:
     """Best parameters of STUDY_FILE's study as JSON (the Pareto front for several objectives)."""
-    from daskopt.runner import best_summary, open_study
+    from daskopt.runner import best_summary
 
-    summary = best_summary(open_study(_load(study_file), create=False))
+    summary = best_summary(_stored_study(study_file))
     if summary is None:
         _fail("the study has no completed trial yet", EXIT_FAILED)
     click.echo(json.dumps(summary, indent=2))

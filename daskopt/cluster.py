@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -132,7 +133,17 @@ def _start_cluster(kind: str, spec: Any, security: Any) -> Iterator[Any]:
         jobqueue = _require("dask_jobqueue", "jobqueue", kind)
         options = dict(spec.slurm or {})
         jobs = int(options.pop("jobs", 1))
-        with jobqueue.SLURMCluster(**options) as cluster:
+        if shutil.which("sbatch") is None:
+            raise ClusterError(
+                "kind = 'slurm' submits workers with sbatch, which is not on this machine's PATH; run daskopt on "
+                "a SLURM login node, or start workers yourself and use kind = 'address'"
+            )
+        try:
+            slurm = jobqueue.SLURMCluster(**options)
+        except (TypeError, ValueError) as exc:  # a missing or unknown [cluster.slurm] option
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise SpecError(f"{first}; see deploy/slurm/README.md", key="cluster.slurm") from None
+        with slurm as cluster:
             if getattr(spec, "adapt", None):
                 _adapt(cluster, spec)
             else:

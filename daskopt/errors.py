@@ -37,7 +37,7 @@ class ObjectiveError(DaskoptError):
         self.trial_number = trial_number
         self.type_name = type_name
         self.remote_traceback = traceback_text
-        super().__init__(f"trial {trial_number} raised {type_name}: {message}")
+        super().__init__(f"trial {trial_number} raised {message}")  # the message starts with the type's name
 
 
 class ClusterError(DaskoptError):

@@ -86,15 +86,32 @@ def make_storage(url: str) -> BaseStorage | str | None:
         raise SpecError(err.detail, key="storage.url") from None
     if url == "memory":
         return None
-    for prefix in ("journal:", "sqlite:///"):
-        if url.startswith(prefix):
-            Path(url.removeprefix(prefix)).parent.mkdir(parents=True, exist_ok=True)
+    file = storage_file(url)
+    if file is not None:
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SpecError(
+                f"cannot create the folder {file.parent}: {exc.strerror or exc}", key="storage.url"
+            ) from None
     if url.startswith("journal:"):
         path = url.removeprefix("journal:")
         # A driver SIGKILLed while writing leaves the lock behind; a live writer holds it for milliseconds,
         # so a stale lock is broken after 3 s instead of Optuna's default 30 s.
-        return JournalStorage(JournalFileBackend(path, lock_obj=JournalFileSymlinkLock(path, grace_period=3)))
+        lock = JournalFileSymlinkLock(path, grace_period=3)
+        try:
+            return JournalStorage(JournalFileBackend(path, lock_obj=lock))
+        except OSError as exc:
+            raise SpecError(f"cannot use {url}: {exc.strerror or exc}", key="storage.url") from None
     return url
+
+
+def storage_file(url: str) -> Path | None:
+    """The file a (resolved) journal or SQLite URL names; ``None`` for a database server or memory."""
+    for prefix in ("journal:", "sqlite:///"):
+        if url.startswith(prefix):
+            return Path(url.removeprefix(prefix))
+    return None
 
 
 def grid_search_space(distributions: Mapping[str, BaseDistribution]) -> dict[str, list[Any]]:

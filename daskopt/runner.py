@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from daskopt.api import optimize
 from daskopt.cluster import adaptive_slots, open_client
 from daskopt.errors import SpecError
-from daskopt.factory import make_pruner, make_sampler, make_storage
+from daskopt.factory import make_pruner, make_sampler, make_storage, storage_file
 from daskopt.objectives.python import load_callable
 from daskopt.space import to_distributions
 from daskopt.spec import StudySpec
@@ -44,7 +44,24 @@ class RunReport:
 
 
 def open_study(spec: StudySpec, *, create: bool) -> optuna.Study:
-    """The study the file names, created if ``create``; its directions must match the file's."""
+    """The study the file names, created if ``create``; its directions must match the file's.
+
+    Whatever the storage itself refuses (a database driver not installed, a server that does not answer,
+    a file that is not a journal) is a :class:`SpecError` on ``storage.url``: one line, not a traceback.
+    """
+    try:
+        return _open_study(spec, create=create)
+    except (SpecError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise SpecError(f"cannot open {spec.storage.url}: {type(exc).__name__}: {first}", key="storage.url") from None
+
+
+def _open_study(spec: StudySpec, *, create: bool) -> optuna.Study:
+    file = storage_file(spec.storage.url)
+    if not create and file is not None and not file.exists():  # reading must not create the file
+        raise SpecError(f"{file} does not exist; start the study with `daskopt run`", key="storage.url")
     storage = make_storage(spec.storage.url)
     distributions = to_distributions(spec.space)
     sampler, pruner = make_sampler(spec.sampler, distributions), make_pruner(spec.pruner)
@@ -170,7 +187,7 @@ def run_study(
         from daskopt.dashboard import register_dask_page
 
         register_dask_page()  # before a local scheduler starts, so its "More" menu lists the page
-    with open_client(spec.cluster, address) as client:
+    with open_client(spec.cluster, address) as client:  # first: a cluster that fails leaves no study behind
         study = open_study(spec, create=True)
         first_number = len(study.get_trials(deepcopy=False))
         recovered = recover_interrupted(study)
@@ -186,6 +203,7 @@ def run_study(
                     timeout=spec.study.timeout,
                     client=client,
                     max_retries=spec.study.max_retries,
+                    fail_fast=spec.study.fail_fast or None,
                     trial_timeout=spec.objective.trial_timeout,
                     search_space=distributions or None,
                     repeats=spec.study.repeats,
@@ -208,9 +226,17 @@ def run_study(
 
 
 def run_failed(report: RunReport) -> str | None:
-    """Why the run counts as failed (every outcome it produced is FAIL), or ``None``."""
-    trials = report.study.get_trials(deepcopy=False)[report.first_number :]
+    """Why the run counts as failed (every outcome it produced is FAIL, or it had nothing left to run in a
+    study where nothing ever completed), or ``None``."""
+    everything = report.study.get_trials(deepcopy=False)
+    trials = everything[report.first_number :]
     finished = [t for t in trials if t.state in FINISHED and not t.user_attrs.get("not_started")]
+    if not finished and report.ran == 0 and not any(t.state == TrialState.COMPLETE for t in everything):
+        held = outcomes(report.study)
+        return (
+            f"nothing to run: the study already holds {held} outcome(s) and none completed; raise n_trials "
+            "(--n-trials) to try again, or use a new study name"
+        )
     if not finished or any(t.state != TrialState.FAIL for t in finished):
         return None
     reason = finished[0].user_attrs.get("fail_reason", "no reason recorded")

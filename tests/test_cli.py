@@ -46,17 +46,29 @@ BAD_FILES = [
     ("[study]\nname = 'x'\n[objectiv]\ncallable = 'obj:objective'", "objective"),
     ("[study]\nname = 'x'\n[objective]\ncallable = 'missing_module:objective'", "objective.callable"),
     ("[study]\nname = 'x'\n[objective]\ncallable = 'obj:nope'", "has no attribute 'nope'"),
+    (
+        "[study]\nname = 'x'\n[objective]\ncallable = 'obj:objective'\n"
+        "[storage]\nurl = 'postgresql://u:p@127.0.0.1:1/db'",
+        "study.toml: storage.url: cannot open postgresql://",
+    ),
+    (
+        "[study]\nname = 'x'\n[objective]\ncallable = 'obj:objective'\n[storage]\nurl = 'sqlite:///obj.py/x.db'",
+        "study.toml: storage.url: cannot create the folder",
+    ),
+    ("[study]\nname = 'x'\n[objective]\ncallable = 'obj:objective'\n[cluster]\nkind = 'slurm'", "sbatch"),
 ]
+BAD_IDS = ["toml", "range", "sampler", "section", "import", "attr", "db-driver", "storage-path", "no-sbatch"]
 
 
-@pytest.mark.parametrize(("text", "fragment"), BAD_FILES, ids=["toml", "range", "sampler", "section", "import", "attr"])
+@pytest.mark.parametrize(("text", "fragment"), BAD_FILES, ids=BAD_IDS)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, text, fragment):
     (tmp_path / "obj.py").write_text(objective_source(tmp_path))
     (tmp_path / "study.toml").write_text(text)
     done = daskopt("run", "study.toml", cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert fragment in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+    said = [line for line in done.stderr.strip().splitlines() if not line.startswith("daskopt: study ")]
+    assert len(said) == 1, done.stderr  # one line of error (after the banner, for what the storage or cluster finds)
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "x.journal").exists()  # nothing written before validation passed
 
@@ -64,8 +76,12 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, text, fragment):
 def test_missing_file_and_missing_study_exit_2(tmp_path):
     assert daskopt("run", "nope.toml", cwd=tmp_path).returncode == 2
     write_study(tmp_path)
-    done = daskopt("status", "study.toml", cwd=tmp_path)
-    assert done.returncode == 2 and "no study named 'cli'" in done.stderr
+    for command in ("status", "best"):  # a study never run: said in one line, and the storage not created
+        done = daskopt(command, "study.toml", cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("daskopt: error: study.toml: storage.url: ") and "does not exist" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "cli.journal").exists()
 
 
 def test_dry_run_validates_and_runs_nothing(tmp_path):
@@ -157,6 +173,24 @@ def test_a_run_whose_trials_all_fail_exits_1_with_the_reason(tmp_path):
     done = daskopt("run", "study.toml", cwd=tmp_path)
     assert done.returncode == 1
     assert "all 3 trial(s) of this run failed; the first: OSError: disk gone" in done.stderr
+    again = daskopt("run", "study.toml", cwd=tmp_path)  # its 3 outcomes are there: nothing to run, not success
+    assert again.returncode == 1
+    assert "nothing to run: the study already holds 3 outcome(s) and none completed" in again.stderr
+
+
+def test_a_setup_error_stops_the_run_before_it_spends_the_study(tmp_path):
+    write_study(tmp_path, n_trials=40)
+    broken = "def objective(trial):\n    trial.suggest_float('x', -5, 5)\n    raise ImportError('no module x')\n"
+    (tmp_path / "obj.py").write_text(broken)
+    done = daskopt("run", "study.toml", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "ImportError: no module x (and so did the 4 trials before it: fail_fast)" in done.stderr
+    assert "Traceback" not in done.stderr
+    failed = by_state(load(tmp_path))
+    assert set(failed) <= {"FAIL", "PRUNED"} and sum(failed.values()) < 10  # stopped at the 5th, not the 40th
+    (tmp_path / "obj.py").write_text(objective_source(tmp_path))  # fixed: the rerun runs the rest
+    assert daskopt("run", "study.toml", cwd=tmp_path).returncode == 0
+    assert by_state(load(tmp_path))["COMPLETE"] >= 30
 
 
 def test_trials_csv_holds_user_attributes(tmp_path):

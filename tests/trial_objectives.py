@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 
 import optuna
@@ -57,6 +58,14 @@ def raises_on_odd(trial: optuna.Trial) -> float:
     if trial.number % 2:
         raise ValueError(f"odd trial {trial.number}")
     return float(x)
+
+
+def exits_on_trial_1(trial: optuna.Trial) -> float:
+    """``sys.exit(3)`` in trial 1, as a script turned objective might do."""
+    x = trial.suggest_float("x", 0, 1)
+    if trial.number == 1:
+        sys.exit(3)
+    return x
 
 
 def kills_its_worker_once(trial: optuna.Trial) -> float:

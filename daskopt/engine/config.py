@@ -38,6 +38,7 @@ class EngineConfig:
     catch: tuple[type[BaseException], ...] = (Exception,)
     callbacks: Sequence[Callback] = ()
     max_retries: int = 0
+    fail_fast: int | None = 5  # see daskopt.engine.state.FailFast
     trial_timeout: float | None = None
     search_space: dict[str, BaseDistribution] | None = None
     report_last_n: int | None = None
@@ -62,6 +63,7 @@ class EngineConfig:
             ("n_trials", self.n_trials, 1),
             ("max_retries", self.max_retries, 0),
             ("report_last_n", self.report_last_n, 1),
+            ("fail_fast", self.fail_fast, 1),
         ]
         for name, value, minimum in checks:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):

@@ -36,7 +36,7 @@ from daskopt.engine.define_by_run import DefineByRun, joint_sample
 from daskopt.engine.progress import Progress
 from daskopt.engine.pruning import PruneDecider
 from daskopt.engine.sampling import SamplingGate, ask_ahead
-from daskopt.engine.state import Counts, TaskState, TimelineEntry, TrialRun, checkpoint_key
+from daskopt.engine.state import Counts, FailFast, TaskState, TimelineEntry, TrialRun, checkpoint_key
 from daskopt.engine.tasks import TaskPool
 from daskopt.engine.watchdog import Watchdog
 from daskopt.errors import ObjectiveError, SchedulerLost
@@ -75,6 +75,7 @@ class Engine:
         self._cancel_running_on_stop = False
         self._error: ObjectiveError | SchedulerLost | None = None
         self._to_decide: set[int] = set()
+        self._fail_fast = FailFast(config.fail_fast)
         self._pruning = PruneDecider(study)
         self._filling = False
         self._watchdog = Watchdog(client, config, TICK_S)
@@ -350,7 +351,12 @@ class Engine:
             if not self._caught(error):
                 self._error = ObjectiveError(run.number, error["type"], error["message"], error["traceback"])
                 self._stop(f"trial {run.number} raised {error['message']}", cancel_running=True)
+            elif self._fail_fast.failed(error["message"]) and self._error is None:
+                message = f"{error['message']} (and so did the {self._fail_fast.count - 1} trials before it: fail_fast)"
+                self._error = ObjectiveError(run.number, error["type"], message, error["traceback"])
+                self._stop(f"the first {self._fail_fast.count} trials all failed the same way", cancel_running=True)
         else:
+            self._fail_fast.succeeded()
             self._tell(run, _STATES[state], values=values)
         self._fill()
 

@@ -81,12 +81,14 @@ SHORT_TRIAL_ASKS = 50  # trials shorter than this many asks count as short: slot
 def ask_ahead(n_slots: int, ask_s: float | None, trial_s: float | None) -> int:
     """Trials to keep asked ahead of the free slots, for a sampler too slow to run inline.
 
-    One trial ahead hides one ask from the next freed slot. Short trials free slots in bursts (trials of
-    similar length started together end together), and a burst of k frees waits k asks in a row on the one
-    sampler thread, so with short trials a quarter of the slots are kept asked ahead (bookkeeping benchmark,
-    TPE, 16 slots: 2.9% over the minimum with one ahead, 2.0% with four). Long trials keep one: a trial
-    asked early is sampled without the results that arrive meanwhile, which for long trials buys nothing.
+    A trial asked ahead hides one ask from the next freed slot. Short trials free slots in bursts (trials
+    of similar length started together end together), and a burst of k frees waits k asks in a row on the
+    one sampler thread, so with short trials a quarter of the slots are kept asked ahead (bookkeeping
+    benchmark, TPE, 16 slots: 2.9% over the minimum with one ahead, 2.0% with four). Long trials (and
+    trials of unknown length) get none: an ask costs them under 1/50 of a trial, while a trial asked ahead
+    would wait RUNNING in the study for a slot, up to a whole trial, with a start time that is not its
+    own, and be sampled without the results that arrive meanwhile.
     """
     if ask_s is None or trial_s is None or trial_s > SHORT_TRIAL_ASKS * ask_s:
-        return 1
+        return 0
     return max(1, math.ceil(n_slots / 4))

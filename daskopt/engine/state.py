@@ -108,3 +108,32 @@ class TimelineEntry:
 def checkpoint_key(number: int, user_attrs: dict[str, Any]) -> int:
     """The trial whose checkpoint folder a trial uses: its own, or that of the attempt a retry replaces."""
     return int(user_attrs.get("checkpoint_of", number))
+
+
+@dataclass
+class FailFast:
+    """Whether a call's first outcomes are all one and the same objective error.
+
+    A setup mistake (a program that does not exist, an objective with the wrong signature, a search space
+    that disagrees with the objective's ``suggest_*``) fails every trial the same way, and with the default
+    ``catch`` the study would go on until all of ``n_trials`` are spent on it, which a rerun then treats as
+    done. ``limit`` identical failures before anything completed or was pruned end the call instead.
+    """
+
+    limit: int | None
+    message: str | None = None
+    count: int = 0
+    settled: bool = False  # a trial completed, was pruned, or failed otherwise: no setup error
+
+    def failed(self, message: str) -> bool:
+        """Record an objective's failure; True when it makes ``limit`` identical ones and nothing else."""
+        if self.settled or self.limit is None:
+            return False
+        if self.message is not None and message != self.message:
+            self.settled = True
+            return False
+        self.message, self.count = message, self.count + 1
+        return self.count >= self.limit
+
+    def succeeded(self) -> None:
+        self.settled = True

@@ -35,6 +35,7 @@ class StudySection(Section):
     repeats: NonNegativeInt = 0
     seed_base: int = 0
     max_retries: NonNegativeInt = 0
+    fail_fast: NonNegativeInt = 5  # stop when the first this-many outcomes are one same error; 0: never
 
     @model_validator(mode="before")
     @classmethod

@@ -50,6 +50,11 @@ def objective_values(
         if report_last_n and reported:
             tail = list(reported)[-report_last_n:]
             return [_as_float(sum(tail) / len(tail), "a float")]
+        if reported:  # it reported, but nothing says to use the reports
+            raise InvalidReturn(
+                f"objective returned None after {len(reported)} report(s); expected a float, or set report_last_n "
+                "to use the mean of the last reports"
+            )
         hint = "" if report_last_n else " (or set report_last_n to use the mean of the last reports)"
         raise InvalidReturn(f"objective returned None without reporting any value; expected a float{hint}")
     if n_objectives == 1:

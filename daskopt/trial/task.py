@@ -107,7 +107,9 @@ def _call_objective(objective: Callable[..., Any], handle: TrialHandle, assignme
         values = objective_values(returned, assignment.n_objectives, handle.reported_values, assignment.report_last_n)
     except optuna.TrialPruned:
         return [events.FINISH, events.PRUNED, None, None]
-    except Exception as exc:  # the objective's failure is the trial's outcome, not the task's
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:  # the trial's outcome, not the task's: an
+        # objective's sys.exit() or KeyboardInterrupt must not take its worker thread down (and look like a
+        # lost trial); being no Exception, they stop the study unless `catch` names them, as in Optuna
         return [events.FINISH, events.FAIL, None, error_info(exc)]
     return [events.FINISH, events.COMPLETE, values, None]
 

@@ -79,3 +79,39 @@ def test_worker_side_suggest_errors_fail_the_trial(client):
 
     daskopt.optimize(study, bad_suggest, n_trials=2, client=client)
     assert states(study) == {"FAIL": 2}
+
+
+def test_sys_exit_in_an_objective_is_its_error_not_a_lost_trial(client):
+    """Not an ``Exception``: it stops the study as in Optuna, recorded as what it is."""
+    study = optuna.create_study()
+    with pytest.raises(daskopt.ObjectiveError, match="SystemExit: 3"):
+        daskopt.optimize(study, objectives.exits_on_trial_1, n_trials=4, client=client, n_concurrent=1)
+    assert study.trials[1].state.name == "FAIL"
+    assert study.trials[1].user_attrs["fail_reason"] == "SystemExit: 3"
+
+
+def test_sys_exit_is_caught_when_catch_names_it(client):
+    study = optuna.create_study()
+    daskopt.optimize(study, objectives.exits_on_trial_1, n_trials=4, client=client, catch=(Exception, SystemExit))
+    assert states(study) == {"COMPLETE": 3, "FAIL": 1}
+
+
+@pytest.mark.parametrize("fail_fast", [5, None], ids=["stops", "off"])
+def test_fail_fast_stops_a_call_whose_first_trials_all_fail_the_same_way(client, fail_fast):
+    study = optuna.create_study()
+    call = dict(n_trials=12, client=client, n_concurrent=1, fail_fast=fail_fast)
+    if fail_fast is None:
+        daskopt.optimize(study, objectives.returns(None), **call)
+        assert states(study) == {"FAIL": 12}
+        return
+    with pytest.raises(
+        daskopt.ObjectiveError, match=r"returned None .*\(and so did the 4 trials before it: fail_fast\)"
+    ):
+        daskopt.optimize(study, objectives.returns(None), **call)
+    assert states(study) == {"FAIL": 5}
+
+
+def test_fail_fast_ignores_failures_once_a_trial_completed(client):
+    study = optuna.create_study()
+    daskopt.optimize(study, objectives.raises_on_odd, n_trials=14, client=client, n_concurrent=1, fail_fast=2)
+    assert states(study) == {"COMPLETE": 7, "FAIL": 7}

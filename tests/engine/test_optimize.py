@@ -159,6 +159,21 @@ def test_n_concurrent_bounds_trials_in_flight(client):
     assert states(study) == {"COMPLETE": 8}
 
 
+def test_trials_long_against_an_ask_are_not_asked_ahead(client):
+    """A trial is RUNNING in the study only once it runs: with trials far longer than an ask, none waits
+    asked ahead for a slot (so its start time is its own)."""
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    running_at_tell: list[int] = []
+
+    def running(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
+        running_at_tell.append(len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))))
+
+    daskopt.optimize(
+        study, objectives.sleeps_then_returns, n_trials=6, client=client, n_concurrent=1, callbacks=[running]
+    )
+    assert running_at_tell == [0] * 6  # the one slot's trial was just told; nothing else was asked yet
+
+
 def test_study_stop_in_a_callback_ends_the_call(client):
     study = optuna.create_study()
 

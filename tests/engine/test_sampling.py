@@ -18,9 +18,9 @@ from daskopt.engine.sampling import SamplingGate, ask_ahead
         (16, 0.010, 0.25, 4),  # short trials (25 asks long): a quarter of the slots asked ahead
         (8, 0.016, 0.20, 2),
         (1, 0.010, 0.25, 1),
-        (16, 0.300, 60.0, 1),  # long trials: one ahead, later ones see the results that arrive meanwhile
-        (16, 0.010, None, 1),  # nothing finished yet
-        (16, None, 0.25, 1),
+        (16, 0.300, 60.0, 0),  # long trials: none ahead, an ask is < 2% of a trial; a trial asked early would wait
+        (16, 0.010, None, 0),  # nothing finished yet
+        (16, None, 0.25, 0),
     ],
 )
 def test_ask_ahead(n_slots, ask_s, trial_s, expected):

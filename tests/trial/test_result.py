@@ -27,6 +27,7 @@ INVALID = [
     ((1.0,), 2, [], None, "returned 1 values; expected 2"),
     (None, 1, [], None, "set report_last_n"),
     (None, 1, [], 3, "returned None without reporting"),
+    (None, 1, [0.5, 0.7], None, "returned None after 2 report(s); expected a float, or set report_last_n"),
     ({"a": 1}, 1, [], None, "expected a float"),
 ]
 

@@ -1,0 +1,101 @@
+"""``optimize()``'s arguments checked before anything starts: one clear error naming the argument.
+
+A wrong value found only inside the loop would cost a cluster start first, or fail every trial with an
+error that no longer names what the caller passed (``catch="ValueError"`` failing each trial with an
+``AttributeError``), so every argument whose type or range can be checked is checked here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from distributed import Client
+from optuna.distributions import BaseDistribution
+
+
+def _fail(name: str, expected: str, value: Any, error: type[Exception] = ValueError) -> None:
+    raise error(f"daskopt.optimize: {name} must be {expected}, got {value!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def check_int(name: str, value: Any, minimum: int, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not _is_int(value):
+        _fail(name, f"an int >= {minimum}" + (" or None" if optional else ""), value, TypeError)
+    if value < minimum:
+        _fail(name, f"an int >= {minimum}" + (" or None" if optional else ""), value)
+
+
+def check_seconds(name: str, value: Any, *, optional: bool = False, zero: bool = False) -> None:
+    expected = f"a number of seconds {'>= 0' if zero else '> 0'}" + (" or None" if optional else "")
+    if value is None and optional:
+        return
+    if not _is_number(value):
+        _fail(name, expected, value, TypeError)
+    if value < 0 or (value == 0 and not zero):
+        _fail(name, expected, value)
+
+
+def check_catch(catch: Any) -> tuple[type[BaseException], ...]:
+    """``catch`` as a tuple of exception classes (a single class is accepted, as Optuna does)."""
+    items = (catch,) if isinstance(catch, type) else catch
+    try:
+        items = tuple(items)
+    except TypeError:
+        _fail("catch", "an exception class or a tuple of them", catch, TypeError)
+    if isinstance(catch, str) or not all(isinstance(c, type) and issubclass(c, BaseException) for c in items):
+        _fail("catch", "an exception class or a tuple of them (e.g. (ValueError,))", catch, TypeError)
+    return items
+
+
+def check_optimize_arguments(arguments: Mapping[str, Any]) -> None:
+    """Raise ``TypeError``/``ValueError`` naming the first argument of ``optimize`` that is wrong."""
+    a = arguments
+    if not callable(a["objective"]):
+        _fail("objective", "a callable taking a trial", a["objective"], TypeError)
+    if a["client"] is not None and not isinstance(a["client"], Client):
+        _fail(
+            "client", "a dask.distributed.Client or None (connect with Client(address) first)", a["client"], TypeError
+        )
+    check_int("n_trials", a["n_trials"], 1, optional=True)
+    check_int("n_concurrent", a["n_concurrent"], 1, optional=True)
+    check_int("max_retries", a["max_retries"], 0)
+    check_int("fail_fast", a["fail_fast"], 1, optional=True)
+    check_int("repeats", a["repeats"], 0)
+    check_int("seed_base", a["seed_base"], -(2**63))
+    check_int("report_last_n", a["report_last_n"], 1, optional=True)
+    check_seconds("timeout", a["timeout"], optional=True)
+    check_seconds("trial_timeout", a["trial_timeout"], optional=True)
+    check_seconds("heartbeat_timeout", a["heartbeat_timeout"])
+    check_seconds("scheduler_grace_s", a["scheduler_grace_s"])
+    check_seconds("chain_below_s", a["chain_below_s"], zero=True)
+    check_seconds("hung_grace_s", a["hung_grace_s"], zero=True)
+    callbacks = a["callbacks"]
+    if isinstance(callbacks, str) or not hasattr(callbacks, "__iter__") or not all(map(callable, callbacks)):
+        _fail("callbacks", "a sequence of callables callback(study, frozen_trial)", callbacks, TypeError)
+    space = a["search_space"]
+    if space is not None and (
+        not isinstance(space, Mapping)
+        or not all(isinstance(k, str) and isinstance(v, BaseDistribution) for k, v in space.items())
+    ):
+        _fail(
+            "search_space",
+            'a dict of name -> optuna distribution, e.g. {"lr": FloatDistribution(1e-5, 1e-1, log=True)}',
+            space,
+            TypeError,
+        )
+    dashboard = a["dashboard"]
+    if dashboard is not None and not isinstance(dashboard, (bool, Mapping)):
+        _fail("dashboard", 'True, False, None or a dict with "host"/"port"', dashboard, TypeError)
+    if not isinstance(a["show_progress_bar"], bool):
+        _fail("show_progress_bar", "True or False", a["show_progress_bar"], TypeError)

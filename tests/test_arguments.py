@@ -1,0 +1,72 @@
+"""``optimize()`` refuses wrong arguments before anything starts, naming the argument."""
+
+from __future__ import annotations
+
+import time
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+
+import daskopt
+from tests import trial_objectives as objectives
+
+BAD = [
+    ({"n_trials": -1}, ValueError, "n_trials must be an int >= 1"),
+    ({"n_trials": 0}, ValueError, "n_trials must be an int >= 1"),
+    ({"n_trials": "5"}, TypeError, "n_trials must be an int >= 1"),
+    ({"n_trials": 2.0}, TypeError, "n_trials must be an int >= 1"),
+    ({"n_concurrent": 0}, ValueError, "n_concurrent must be an int >= 1"),
+    ({"max_retries": -1}, ValueError, "max_retries must be an int >= 0"),
+    ({"repeats": -1}, ValueError, "repeats must be an int >= 0"),
+    ({"report_last_n": 0}, ValueError, "report_last_n must be an int >= 1"),
+    ({"timeout": -1}, ValueError, "timeout must be a number of seconds > 0"),
+    ({"timeout": "10"}, TypeError, "timeout must be a number of seconds > 0"),
+    ({"trial_timeout": 0}, ValueError, "trial_timeout must be a number of seconds > 0"),
+    ({"heartbeat_timeout": 0}, ValueError, "heartbeat_timeout must be a number of seconds > 0"),
+    ({"heartbeat_timeout": -5}, ValueError, "heartbeat_timeout must be a number of seconds > 0"),
+    ({"chain_below_s": "x"}, TypeError, "chain_below_s must be a number of seconds >= 0"),
+    ({"catch": "ValueError"}, TypeError, "catch must be an exception class or a tuple of them"),
+    ({"catch": (ValueError, "x")}, TypeError, "catch must be an exception class or a tuple of them"),
+    ({"callbacks": [1]}, TypeError, "callbacks must be a sequence of callables"),
+    ({"search_space": {"x": (-1, 1)}}, TypeError, "search_space must be a dict of name -> optuna distribution"),
+    ({"search_space": [FloatDistribution(0, 1)]}, TypeError, "search_space must be a dict"),
+    ({"client": "tcp://127.0.0.1:8786"}, TypeError, "client must be a dask.distributed.Client or None"),
+    ({"dashboard": "yes"}, TypeError, "dashboard must be True, False, None or a dict"),
+    ({"objective": 42}, TypeError, "objective must be a callable"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"), BAD, ids=[next(iter(k)) + "-" + str(i) for i, (k, _, _) in enumerate(BAD)]
+)
+def test_wrong_argument_is_refused_at_once_with_its_name(kwargs, error, message):
+    kwargs = {"n_trials": 1, **kwargs}
+    objective = kwargs.pop("objective", objectives.quadratic)
+    started = time.monotonic()
+    with pytest.raises(error, match=message.replace("(", r"\(")):
+        daskopt.optimize(optuna.create_study(), objective, **kwargs)
+    assert time.monotonic() - started < 5  # refused before a cluster starts (which takes seconds)
+
+
+def test_catch_accepts_a_class_or_a_tuple_of_classes():
+    from daskopt.arguments import check_catch
+
+    assert check_catch(ValueError) == (ValueError,)
+    assert check_catch((ValueError, KeyError)) == (ValueError, KeyError)
+    assert check_catch(()) == ()
+
+
+def test_errors_pass_through_when_a_default_client_is_used(client):
+    """With a default client (no ``client=``), the call's own errors reach the caller unchanged."""
+    study = optuna.create_study()
+    with pytest.raises(daskopt.ObjectiveError, match="odd"):
+        daskopt.optimize(study, objectives.raises_on_odd, n_trials=4, n_concurrent=1, catch=(), show_progress_bar=False)
+
+
+def test_the_default_client_context_lets_the_callers_errors_through(client):
+    from daskopt.api import _client_for
+
+    with pytest.raises(ValueError, match="the caller's own"), _client_for(None) as active:
+        assert active is client  # the default client, not a new LocalCluster
+        raise ValueError("the caller's own error")
