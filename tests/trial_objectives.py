@@ -95,6 +95,12 @@ def sleeps_then_returns(trial: optuna.Trial) -> float:
     return x
 
 
+def sleeps_for(trial: optuna.Trial, seconds: float) -> float:
+    x = trial.suggest_float("x", 0, 1)
+    time.sleep(seconds)
+    return x
+
+
 def user_attrs(trial: optuna.Trial) -> float:
     x = trial.suggest_float("x", 0, 1)
     trial.set_user_attr("tag", {"worker_pid": os.getpid(), "list": [1, 2]})

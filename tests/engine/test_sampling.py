@@ -18,7 +18,8 @@ from daskopt.engine.sampling import SamplingGate, ask_ahead
         (16, 0.010, 0.25, 4),  # short trials (25 asks long): a quarter of the slots asked ahead
         (8, 0.016, 0.20, 2),
         (1, 0.010, 0.25, 1),
-        (16, 0.300, 60.0, 0),  # long trials: none ahead, an ask is < 2% of a trial; a trial asked early would wait
+        (16, 0.300, 60.0, 1),  # middling: one ahead
+        (16, 0.010, 60.0, 0),  # long trials: none ahead, an ask is < 0.1% of a trial; a trial asked early would wait
         (16, 0.010, None, 0),  # nothing finished yet
         (16, None, 0.25, 0),
     ],
