@@ -113,8 +113,10 @@ def _stored_study(study_file: str) -> Any:
 def main() -> None:
     """Asynchronous, distributed hyperparameter optimization on Dask."""
     import distributed  # noqa: F401  (installs its log handlers, which get the one-line filter)
+    import optuna
 
     _one_line_logs()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # daskopt prints the study, storage and progress itself
 
 
 @main.command()
@@ -157,7 +159,7 @@ def status(study_file: str) -> None:
     from daskopt.runner import best_summary
 
     study = _stored_study(study_file)
-    _print_counts(study)
+    _print_counts(study, err=False)
     best = best_summary(study)
     click.echo(f"best: {json.dumps(best)}" if best is not None else "best: no completed trial yet")
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -205,12 +207,13 @@ def dashboard(source: str, study_name: str | None, host: str | None, port: int |
         click.echo("daskopt: dashboard stopped", err=True)
 
 
-def _print_counts(study: Any) -> None:
+def _print_counts(study: Any, *, err: bool = True) -> None:
+    """Trials by state: a summary on stderr after ``run``, the output itself of ``status``."""
     counts: dict[str, int] = {}
     for trial in study.get_trials(deepcopy=False):
         counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
     text = ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items())) or "no trials"
-    click.echo(f"study {study.study_name!r}: {text}", err=True)
+    click.echo(f"study {study.study_name!r}: {text}", err=err)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from daskopt.runner import outcomes
 from tests.conftest import DaskCommandCluster, free_port
 from tests.studyfiles import objective_source, release, start_run, wait_for_finished, write_study
 
@@ -105,7 +106,7 @@ def test_run_writes_outputs_and_a_second_run_resumes(tmp_path):
     best = daskopt("best", "study.toml", cwd=tmp_path)
     assert best.returncode == 0 and '"params"' in best.stdout
     status = daskopt("status", "study.toml", cwd=tmp_path)
-    assert "9 complete" in status.stderr
+    assert "9 complete" in status.stdout
 
 
 @pytest.mark.slow
@@ -210,7 +211,7 @@ def test_dry_run_prints_no_warnings(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_within_seconds_exits_130_and_leaves_nothing_running(tmp_path):
+def test_ctrl_c_stops_within_seconds_exits_130_and_the_next_run_reruns_what_it_cut(tmp_path):
     write_study(tmp_path, n_trials=200, sleep=1.0)  # ~100 s if it ran to its end
     driver = start_run(tmp_path)
     wait_for_finished(tmp_path / "cli.journal", lambda: load(tmp_path), 3)
@@ -221,8 +222,18 @@ def test_ctrl_c_stops_within_seconds_exits_130_and_leaves_nothing_running(tmp_pa
     assert time.monotonic() - interrupted_at < 45
     assert "interrupted" in stderr and "Traceback" not in stderr
     study = load(tmp_path)
-    assert all(t.state.is_finished() for t in study.trials)
-    assert any("interrupted" in t.user_attrs.get("fail_reason", "") for t in study.trials)
+    assert all(t.state.is_finished() or t.state.name == "WAITING" for t in study.trials)  # nothing RUNNING
+    # the trials the interrupt cut short are FAIL "interrupted" and waiting, re-enqueued with their parameters
+    cut = {t.number: t.params for t in study.trials if t.user_attrs.get("fail_reason", "").startswith("interrupted")}
+    waiting = {
+        t.user_attrs["retry_of"]: t.system_attrs["fixed_params"] for t in study.trials if t.state.name == "WAITING"
+    }
+    assert cut and waiting == cut
+    # the next run runs them first, and they do not count twice
+    resumed = daskopt("run", "study.toml", "--n-trials", str(outcomes(study) + len(cut)), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    rerun = {t.user_attrs["retry_of"]: t for t in load(tmp_path).trials if t.user_attrs.get("retry_of") in cut}
+    assert {n: t.params for n, t in rerun.items()} == cut and all(t.state.name == "COMPLETE" for t in rerun.values())
 
 
 def test_adaptive_local_cluster_starting_empty_grows_and_runs(tmp_path):

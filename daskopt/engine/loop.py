@@ -50,6 +50,7 @@ TICK_S = 0.25
 # hides Dask's dispatch latency: with 1 per slot the cluster waits for the scheduler between trials.
 LOOKAHEAD = 4
 SHUTDOWN_GRACE_S = 5.0  # longest wait at the end of a call for cancelled objectives to stop
+INTERRUPTED = "interrupted"  # the stop reason of Ctrl-C (the engine's task cancelled)
 
 
 class Engine:
@@ -114,7 +115,7 @@ class Engine:
             self._fill()
             await self._done
         except asyncio.CancelledError:
-            self._stop("interrupted", cancel_running=True)
+            self._stop(INTERRUPTED, cancel_running=True)
             raise
         finally:
             ticker.cancel()
@@ -149,10 +150,16 @@ class Engine:
         self._fill()
 
     def _cancel_running(self, reason: str) -> None:
+        """Tell running trials to stop. Cut short by an interrupt, they are re-enqueued (FAIL "interrupted",
+        not counted), so the next run of the study runs them first, as after a killed driver; a deadline or
+        an error ends them as PRUNED (if they reported) or FAIL."""
         for run in list(self.running.values()):
             if run.conn is not None and not run.conn.closed:
                 run.conn.send([events.CANCEL, reason])
                 self._watchdog.watch(run.conn, self.config.hung_grace_s)
+            if reason == INTERRUPTED:
+                self._requeue(run, "interrupted: the call was stopped (Ctrl-C)", int(run.user_attrs.get("attempt", 0)))
+                continue
             reported = run.last_step is not None
             self._tell(run, TrialState.PRUNED if reported else TrialState.FAIL, reason=f"cancelled: {reason}")
 
@@ -416,16 +423,19 @@ class Engine:
         worker = f" on {run.worker}" if run.worker else ""
         reason = f"trial lost{worker}: {why}"
         attempt = int(run.user_attrs.get("attempt", 0))
-        retry = self._stopping is None and attempt < self.config.max_retries
-        self._tell(run, TrialState.FAIL, reason=reason, retry=retry)
-        if retry:
-            attrs = {k: v for k, v in run.user_attrs.items() if k not in ("fail_reason", "traceback")}
-            attrs.update(
-                retry_of=run.number, attempt=attempt + 1, checkpoint_of=checkpoint_key(run.number, run.user_attrs)
-            )
-            self.study.enqueue_trial(run.trial.params, user_attrs=attrs)
+        if self._stopping is None and attempt < self.config.max_retries:
+            self._requeue(run, reason, attempt + 1)
             logger.warning("daskopt: %s; retrying with the same parameters (attempt %d)", reason, attempt + 1)
+        else:
+            self._tell(run, TrialState.FAIL, reason=reason)
         self._fill()
+
+    def _requeue(self, run: TrialRun, reason: str, attempt: int) -> None:
+        """FAIL ``run`` (not counted as an outcome) and enqueue its parameters for a new attempt."""
+        self._tell(run, TrialState.FAIL, reason=reason, retry=True)
+        attrs = {k: v for k, v in run.user_attrs.items() if k not in ("fail_reason", "traceback")}
+        attrs.update(retry_of=run.number, attempt=attempt, checkpoint_of=checkpoint_key(run.number, run.user_attrs))
+        self.study.enqueue_trial(run.trial.params, user_attrs=attrs)
 
     # ----------------------------------------------------------------------- connection / task
     def _on_closed(self, conn: Connection) -> None:
