@@ -146,7 +146,8 @@ def completed(study_file: Path) -> int:
 
 @pytest.mark.slow
 def test_sbatch_time_limit_warning_stops_the_study(fake_allocation: tuple[Path, dict[str, str]]) -> None:
-    """Slurm's ``--signal=B:USR1@...`` reaches daskopt as Ctrl-C: exit 130, nothing left RUNNING."""
+    """Slurm's ``--signal=B:USR1@...`` reaches daskopt as Ctrl-C: exit 130, nothing left RUNNING, the trials
+    cut short re-enqueued for the next allocation."""
     folder, env = fake_allocation
     study_file = write_study(folder, name="sbatch", n_trials=200, sleep=0.5, cluster="")
     log = (folder / "out.txt").open("w+")
@@ -167,7 +168,11 @@ def test_sbatch_time_limit_warning_stops_the_study(fake_allocation: tuple[Path, 
     assert "time limit near: stopping the study" in output
     study = open_study(load_spec(study_file), create=False)
     assert 0 < outcomes(study) < 200
-    assert all(t.state.is_finished() for t in study.trials)
+    assert "RUNNING" not in {t.state.name for t in study.trials}  # cut short: re-enqueued for the next allocation
+    waiting = [t for t in study.trials if t.state.name == "WAITING"]
+    assert all(
+        study.trials[t.user_attrs["retry_of"]].user_attrs["fail_reason"].startswith("interrupted") for t in waiting
+    )
     if Path("/proc").is_dir():
         assert not wait_gone(str(folder / ".daskopt" / "4242")), "a scheduler or worker outlived the script"
 
