@@ -15,7 +15,6 @@ ask/tell from several threads on one study (it is how ``n_jobs`` works).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import math
 import secrets
@@ -23,20 +22,19 @@ import time
 from collections import deque
 from typing import Any
 
-import cloudpickle
 import optuna
 from distributed import Client, Future
-from optuna.distributions import distribution_to_json
 from optuna.trial import TrialState
 
 from daskopt.engine import events
+from daskopt.engine.assignments import Assignments
 from daskopt.engine.channel import ChannelServer, Connection, channel_host, channel_tls
 from daskopt.engine.config import EngineConfig
 from daskopt.engine.define_by_run import DefineByRun, joint_sample
 from daskopt.engine.progress import Progress
 from daskopt.engine.pruning import PruneDecider
 from daskopt.engine.sampling import SamplingGate, ask_ahead
-from daskopt.engine.state import Counts, FailFast, TaskState, TimelineEntry, TrialRun, checkpoint_key
+from daskopt.engine.state import Counts, FailFast, TaskState, TimelineEntry, TrialRun, checkpoint_key, set_in_optimize
 from daskopt.engine.tasks import TaskPool
 from daskopt.engine.watchdog import Watchdog
 from daskopt.errors import ObjectiveError, SchedulerLost
@@ -60,11 +58,9 @@ class Engine:
         self.study = study
         self.client = client
         self.config = config
-        self._objective_bytes = cloudpickle.dumps(objective)
-        self._digest = hashlib.sha256(self._objective_bytes).hexdigest()
         self._token = secrets.token_hex(16)
         self._n_objectives = len(study.directions)
-        self._search_space = {name: distribution_to_json(d) for name, d in (config.search_space or {}).items()}
+        self._assignments = Assignments(objective, self._n_objectives, config)
         self.counts = Counts()
         self.timeline: dict[int, TimelineEntry] = {}  # every trial this call assigned, in assignment order
         self.started_at = time.time()
@@ -101,7 +97,7 @@ class Engine:
             loop,
             address,
             self._token,
-            self._digest,
+            self._assignments.digest,
             self._on_task_done,
             self.config.resources,
             self.config.task_options,
@@ -109,7 +105,7 @@ class Engine:
         ticker = asyncio.ensure_future(self._tick_forever())
         self._progress.start()
         services = [start(self) for start in self.config.services]
-        self._set_in_optimize(True)
+        set_in_optimize(self.study, True)
         try:
             self._study_logger.study_start(self.study)
             self._fill()
@@ -128,7 +124,7 @@ class Engine:
             self._sampling.shutdown()
             self._define_by_run.shutdown()
             self._progress.stop(self.counts, len(self.running))
-            self._set_in_optimize(False)
+            set_in_optimize(self.study, False)
         if self._error is not None:
             raise self._error
 
@@ -162,14 +158,6 @@ class Engine:
                 continue
             reported = run.last_step is not None
             self._tell(run, TrialState.PRUNED if reported else TrialState.FAIL, reason=f"cancelled: {reason}")
-
-    def _set_in_optimize(self, value: bool) -> None:
-        # lets samplers and callbacks call study.stop() as they would inside study.optimize()
-        local = getattr(self.study, "_thread_local", None)
-        if local is not None:
-            local.in_optimize_loop = value
-        if not value and hasattr(self.study, "_stop_flag"):
-            self.study._stop_flag = False
 
     # ------------------------------------------------------------------------------ the fill step
     def _unstarted(self) -> float:
@@ -254,10 +242,6 @@ class Engine:
                 continue
             self._assign(conn, self._ready.popleft())
 
-    def _checkpoint_dir(self, run: TrialRun) -> str | None:
-        root = self.config.checkpoint_root
-        return None if root is None else f"{root}/trial-{checkpoint_key(run.number, run.user_attrs)}"
-
     def _assign(self, conn: Connection, run: TrialRun) -> None:
         state: TaskState = conn.state
         state.run = run
@@ -265,23 +249,7 @@ class Engine:
         run.started = run.last_seen = time.monotonic()
         self.running[run.number] = run
         self.timeline[run.number] = TimelineEntry(run.number, state.worker, time.time())
-        start = run.trial.datetime_start
-        assignment = events.Assignment(
-            number=run.number,
-            params=run.params if self._search_space else {},
-            distributions=self._search_space,
-            user_attrs=run.user_attrs,
-            n_objectives=self._n_objectives,
-            datetime_start=(start.isoformat() if start else ""),
-            report_last_n=self.config.report_last_n,
-            prune_enabled=run.prune_enabled,
-            heartbeat_s=self.config.heartbeat_s,
-            chain_below_s=self.config.chain_below_s,
-            tracking=self.config.tracking,
-            checkpoint_dir=self._checkpoint_dir(run),
-            joint={name: [v.distribution_json, v.value] for name, v in run.joint.items()},
-            objective=None if state.has_objective else self._objective_bytes,
-        )
+        assignment = self._assignments.for_run(run, state.has_objective)
         conn.send([events.ASSIGN, assignment.to_wire()])
         self._study_logger.trial_started(self.study, run.number, run.params, run.worker)
 

@@ -137,3 +137,13 @@ class FailFast:
 
     def succeeded(self) -> None:
         self.settled = True
+
+
+def set_in_optimize(study: optuna.Study, value: bool) -> None:
+    """Mark ``study`` as inside (or out of) an optimize call, as Optuna's own ``optimize`` does, so samplers
+    and callbacks can call ``study.stop()``; leaving clears a stop request for the next call."""
+    local = getattr(study, "_thread_local", None)
+    if local is not None:
+        local.in_optimize_loop = value
+    if not value and hasattr(study, "_stop_flag"):
+        study._stop_flag = False

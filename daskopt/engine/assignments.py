@@ -1,0 +1,50 @@
+"""What the loop sends a task for each trial: the ``ASSIGN`` message, built from the trial and the call.
+
+Most of an assignment is the same for every trial of one ``optimize()`` call (the declared space, the
+heartbeat and chaining settings, the loggers' settings, the pickled objective); it is fixed here once, and
+each trial adds its number, parameters, joint sample and folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import cloudpickle
+from optuna.distributions import distribution_to_json
+
+from daskopt.engine import events
+from daskopt.engine.config import EngineConfig
+from daskopt.engine.state import TrialRun, checkpoint_key
+
+
+class Assignments:
+    """Builds the assignment of each trial of one call."""
+
+    def __init__(self, objective: Any, n_objectives: int, config: EngineConfig) -> None:
+        self.objective_bytes = cloudpickle.dumps(objective)
+        self.digest = hashlib.sha256(self.objective_bytes).hexdigest()  # tasks' cache key for the objective
+        self._space = {name: distribution_to_json(d) for name, d in (config.search_space or {}).items()}
+        self._n_objectives = n_objectives
+        self._config = config
+
+    def for_run(self, run: TrialRun, has_objective: bool) -> events.Assignment:
+        """``run``'s assignment; the objective travels only to a process that does not have it yet."""
+        config, start = self._config, run.trial.datetime_start
+        root = config.checkpoint_root
+        return events.Assignment(
+            number=run.number,
+            params=run.params if self._space else {},
+            distributions=self._space,
+            user_attrs=run.user_attrs,
+            n_objectives=self._n_objectives,
+            datetime_start=(start.isoformat() if start else ""),
+            report_last_n=config.report_last_n,
+            prune_enabled=run.prune_enabled,
+            heartbeat_s=config.heartbeat_s,
+            chain_below_s=config.chain_below_s,
+            tracking=config.tracking,
+            checkpoint_dir=None if root is None else f"{root}/trial-{checkpoint_key(run.number, run.user_attrs)}",
+            joint={name: [v.distribution_json, v.value] for name, v in run.joint.items()},
+            objective=None if has_objective else self.objective_bytes,
+        )
