@@ -14,7 +14,7 @@ from distributed import Client, LocalCluster
 from optuna.distributions import BaseDistribution
 
 from daskopt import gpu
-from daskopt.arguments import check_catch, check_optimize_arguments
+from daskopt.arguments import check_callbacks, check_catch, check_optimize_arguments
 from daskopt.engine.config import Callback, EngineConfig
 from daskopt.engine.loop import Engine
 from daskopt.engine.repeats import expand_repeats
@@ -112,7 +112,7 @@ def optimize(
             ``allow_websocket_origin``.
     """
     check_optimize_arguments(locals())
-    catch_types = check_catch(catch)
+    catch_types, callbacks = check_catch(catch), check_callbacks(callbacks)
     tracking = tracking_settings(study.study_name, wandb=wandb, output_dir=output_dir)
     services = _dashboard(dashboard)  # before _client_for: a LocalCluster started there lists the page
     objective, resources = gpu.prepare(

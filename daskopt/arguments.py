@@ -58,6 +58,17 @@ def check_catch(catch: Any) -> tuple[type[BaseException], ...]:
     return items
 
 
+def check_callbacks(callbacks: Any) -> tuple[Any, ...]:
+    """``callbacks`` as a tuple of callables (read once: a generator is accepted)."""
+    expected = "a sequence of callables callback(study, frozen_trial)"
+    if isinstance(callbacks, str) or not hasattr(callbacks, "__iter__"):
+        _fail("callbacks", expected, callbacks, TypeError)
+    items = tuple(callbacks)
+    if not all(map(callable, items)):
+        _fail("callbacks", expected, callbacks, TypeError)
+    return items
+
+
 def check_optimize_arguments(arguments: Mapping[str, Any]) -> None:
     """Raise ``TypeError``/``ValueError`` naming the first argument of ``optimize`` that is wrong."""
     a = arguments
@@ -80,9 +91,6 @@ def check_optimize_arguments(arguments: Mapping[str, Any]) -> None:
     check_seconds("scheduler_grace_s", a["scheduler_grace_s"])
     check_seconds("chain_below_s", a["chain_below_s"], zero=True)
     check_seconds("hung_grace_s", a["hung_grace_s"], zero=True)
-    callbacks = a["callbacks"]
-    if isinstance(callbacks, str) or not hasattr(callbacks, "__iter__") or not all(map(callable, callbacks)):
-        _fail("callbacks", "a sequence of callables callback(study, frozen_trial)", callbacks, TypeError)
     space = a["search_space"]
     if space is not None and (
         not isinstance(space, Mapping)

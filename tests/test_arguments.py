@@ -70,3 +70,11 @@ def test_the_default_client_context_lets_the_callers_errors_through(client):
     with pytest.raises(ValueError, match="the caller's own"), _client_for(None) as active:
         assert active is client  # the default client, not a new LocalCluster
         raise ValueError("the caller's own error")
+
+
+def test_callbacks_may_be_any_iterable_of_callables(client):
+    seen: list[int] = []
+    study = optuna.create_study()
+    callbacks = (cb for cb in [lambda study, trial: seen.append(trial.number)])  # read once, all the same
+    daskopt.optimize(study, objectives.quadratic, n_trials=3, client=client, callbacks=callbacks)
+    assert sorted(seen) == [0, 1, 2]
