@@ -17,7 +17,7 @@ from typing import Any
 
 from distributed import Client
 
-from daskopt.errors import ClusterError, SpecError
+from daskopt.errors import ClusterError, SpecError, first_line
 
 
 def _require(module: str, extra: str, kind: str) -> Any:
@@ -96,7 +96,7 @@ def open_client(spec: Any, address_override: str | None = None) -> Iterator[Clie
                 "check [cluster] address, that the scheduler runs, and the TLS settings"
             ) from None
         except (TypeError, ValueError, RuntimeError) as exc:  # e.g. [cluster.security] with a tcp:// address
-            reason = (str(exc).strip().splitlines() or [""])[0]
+            reason = first_line(exc)
             raise ClusterError(
                 f"cannot connect to the Dask scheduler at {address}: {type(exc).__name__}: {reason}; "
                 "check [cluster] address and [cluster.security]"
@@ -141,7 +141,7 @@ def _start_cluster(kind: str, spec: Any, security: Any) -> Iterator[Any]:
         try:
             slurm = jobqueue.SLURMCluster(**options)
         except (TypeError, ValueError) as exc:  # a missing or unknown [cluster.slurm] option
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc, type(exc).__name__)
             raise SpecError(f"{first}; see deploy/slurm/README.md", key="cluster.slurm") from None
         with slurm as cluster:
             if getattr(spec, "adapt", None):

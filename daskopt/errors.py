@@ -46,3 +46,9 @@ class ClusterError(DaskoptError):
 
 class SchedulerLost(DaskoptError):
     """The scheduler went away mid-study. Finished trials are stored; running ones were marked cancelled."""
+
+
+def first_line(exc: BaseException, default: str = "", limit: int = 500) -> str:
+    """The first line of ``str(exc)`` (``default`` when empty), at most ``limit`` characters: what a
+    one-line error message quotes of an exception."""
+    return (str(exc).strip().splitlines() or [default])[0][:limit]

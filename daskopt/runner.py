@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from daskopt.api import optimize
 from daskopt.cluster import adaptive_slots, open_client
-from daskopt.errors import SpecError
+from daskopt.errors import SpecError, first_line
 from daskopt.factory import make_pruner, make_sampler, make_storage, storage_file
 from daskopt.objectives.python import load_callable
 from daskopt.space import to_distributions
@@ -54,7 +54,7 @@ def open_study(spec: StudySpec, *, create: bool) -> optuna.Study:
     except (SpecError, KeyboardInterrupt):
         raise
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        first = first_line(exc, type(exc).__name__, limit=300)
         raise SpecError(f"cannot open {spec.storage.url}: {type(exc).__name__}: {first}", key="storage.url") from None
 
 

@@ -23,6 +23,7 @@ import optuna
 
 from daskopt.engine import events
 from daskopt.engine.channel import ChannelClosed, TrialConnection
+from daskopt.errors import first_line
 from daskopt.tracking import TrialEnd, TrialStart, trial_loggers
 from daskopt.trial.handle import TrialHandle
 from daskopt.trial.result import objective_values
@@ -116,13 +117,13 @@ def _call_objective(objective: Callable[..., Any], handle: TrialHandle, assignme
 
 def error_info(exc: BaseException) -> events.ErrorInfo:
     """Describe an exception so the loop can record it and match it against ``catch``."""
-    first_line = (str(exc).strip().splitlines() or [""])[0][:500]
+    first = first_line(exc)
     name = type(exc).__name__
     text = "".join(traceback.format_exception(exc))
     return {
         "type": events.qualified_name(type(exc)),
         "mro": [events.qualified_name(cls) for cls in type(exc).__mro__],
-        "message": f"{name}: {first_line}" if first_line else name,
+        "message": f"{name}: {first}" if first else name,
         "traceback": text[-_MAX_TRACEBACK:],
     }
 
