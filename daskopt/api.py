@@ -30,6 +30,7 @@ def optimize(
     *,
     n_trials: int | None = None,
     timeout: float | None = None,
+    hard_timeout: bool = False,
     client: Client | None = None,
     n_concurrent: int | None = None,
     catch: Iterable[type[Exception]] | type[Exception] = (Exception,),
@@ -61,8 +62,10 @@ def optimize(
         objective: a function of one ``optuna.Trial``-compatible argument, as for ``study.optimize``.
         n_trials: trial outcomes to produce in this call (retried attempts are not counted).
             ``None`` with no ``timeout`` runs until Ctrl-C or ``study.stop()``.
-        timeout: seconds; at the deadline running trials are cancelled (PRUNED when they reported,
-            else FAIL with the reason) and the call returns.
+        timeout: seconds; no trial starts after it, and the trials running then finish (as in Optuna).
+        hard_timeout: at ``timeout``, stop the running trials instead: they are recorded FAIL
+            ("interrupted", not counted as outcomes) and their parameters enqueued again, so the next call
+            on the study runs them first (as after Ctrl-C).
         client: a Dask client; ``None`` uses the current default client, or starts a ``LocalCluster``
             for this call.
         n_concurrent: trials in flight; defaults to the cluster's worker threads.
@@ -125,6 +128,7 @@ def optimize(
             n_concurrent=slots,
             n_trials=n_trials,
             timeout=timeout,
+            hard_timeout=hard_timeout,
             catch=catch_types,
             callbacks=tuple(callbacks),
             max_retries=max_retries,

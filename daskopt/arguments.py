@@ -105,5 +105,7 @@ def check_optimize_arguments(arguments: Mapping[str, Any]) -> None:
     dashboard = a["dashboard"]
     if dashboard is not None and not isinstance(dashboard, (bool, Mapping)):
         _fail("dashboard", 'True, False, None or a dict with "host"/"port"', dashboard, TypeError)
+    if not isinstance(a["hard_timeout"], bool):
+        _fail("hard_timeout", "True or False", a["hard_timeout"], TypeError)
     if not isinstance(a["show_progress_bar"], bool):
         _fail("show_progress_bar", "True or False", a["show_progress_bar"], TypeError)

@@ -201,6 +201,7 @@ def run_study(
                     objective,
                     n_trials=remaining,
                     timeout=spec.study.timeout,
+                    hard_timeout=spec.study.hard_timeout,
                     client=client,
                     max_retries=spec.study.max_retries,
                     fail_fast=spec.study.fail_fast or None,

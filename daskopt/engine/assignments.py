@@ -10,22 +10,25 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import cloudpickle
+import optuna
 from optuna.distributions import distribution_to_json
 
 from daskopt.engine import events
 from daskopt.engine.config import EngineConfig
 from daskopt.engine.state import TrialRun, checkpoint_key
+from daskopt.shipping import dumps_objective
+from daskopt.trial.study_view import study_facts
 
 
 class Assignments:
     """Builds the assignment of each trial of one call."""
 
-    def __init__(self, objective: Any, n_objectives: int, config: EngineConfig) -> None:
-        self.objective_bytes = cloudpickle.dumps(objective)
+    def __init__(self, objective: Any, study: optuna.Study, config: EngineConfig) -> None:
+        self.objective_bytes = dumps_objective(objective)
         self.digest = hashlib.sha256(self.objective_bytes).hexdigest()  # tasks' cache key for the objective
         self._space = {name: distribution_to_json(d) for name, d in (config.search_space or {}).items()}
-        self._n_objectives = n_objectives
+        self._n_objectives = len(study.directions)
+        self._study = study_facts(study)  # read once: trial.study answers from it
         self._config = config
 
     def for_run(self, run: TrialRun, has_objective: bool) -> events.Assignment:
@@ -47,4 +50,6 @@ class Assignments:
             checkpoint_dir=None if root is None else f"{root}/trial-{checkpoint_key(run.number, run.user_attrs)}",
             joint={name: [v.distribution_json, v.value] for name, v in run.joint.items()},
             objective=None if has_objective else self.objective_bytes,
+            trial_id=run.trial._trial_id,
+            study=self._study,
         )

@@ -35,6 +35,8 @@ class EngineConfig:
     n_concurrent: int
     n_trials: int | None = None
     timeout: float | None = None
+    hard_timeout: bool = False  # at ``timeout``, stop running trials and enqueue them again (else they finish)
+    ask_ahead: bool = True  # with a slow sampler and short trials, keep a few trials asked ahead of free slots
     catch: tuple[type[BaseException], ...] = (Exception,)
     callbacks: Sequence[Callback] = ()
     max_retries: int = 0

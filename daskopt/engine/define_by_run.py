@@ -12,6 +12,7 @@ where the sampler's joint (relative) sample lives, so multivariate samplers stil
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import optuna
@@ -62,8 +63,29 @@ class DefineByRun:
         self._gate.shutdown()
 
 
+_fresh_for = threading.local()  # per thread: the trial whose suggests may use this thread's trial cache
+
+
+def _refresh_trials_cache(trial: optuna.Trial) -> None:
+    """Let the sampler read the study's trials afresh for a new trial on this thread.
+
+    Samplers read the study's trials through a per-thread cache that Optuna clears only in ``ask`` and
+    ``tell`` on the same thread. In plain Optuna a trial's suggests run on the thread that asked it; here
+    they run on a thread that never asks or tells, whose cache would keep the first trials it ever saw
+    (independent TPE then samples every later trial from a stale history). So the cache is cleared once
+    per trial, as ``ask`` would clear it.
+    """
+    if getattr(_fresh_for, "trial", None) is trial:
+        return
+    local = getattr(trial.study, "_thread_local", None)
+    if local is not None and hasattr(local, "cached_all_trials"):
+        local.cached_all_trials = None
+    _fresh_for.trial = trial
+
+
 def suggest_in_loop(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:
     """A define-by-run suggestion made on the loop's ``optuna.Trial`` through its public API."""
+    _refresh_trials_cache(trial)
     if isinstance(distribution, FloatDistribution):
         return trial.suggest_float(
             name, distribution.low, distribution.high, step=distribution.step, log=distribution.log

@@ -9,14 +9,15 @@ Trial -> loop
     ``[REPORT, step, value]``                                  fire-and-forget intermediate value
     ``[SUGGEST, request_id, name, distribution_json]``         define-by-run parameter
     ``[PARAM, name]``                                          fire-and-forget: took ``joint[name]``
-    ``[ATTR, key, value]``                                     ``set_user_attr``
+    ``[ATTR, key, value, kind]``                               ``kind``: USER_ATTR, CONSTRAINT or SYSTEM_ATTR
+    ``[PRUNE, request]``                                       ``should_prune()``: decide on the reports so far
     ``[HEARTBEAT]``                                            the task is alive
     ``[FINISH, state, values, error]``                         ``error`` is an :class:`ErrorInfo` dict
 
 Loop -> trial
     ``[ASSIGN, assignment_dict]``     the trial to run (see :class:`Assignment`)
     ``[STOP]``                        no trial for this task; return at once
-    ``[DECISION, step, prune]``       the pruner's answer for the latest reported step
+    ``[DECISION, request, prune]``    the pruner's answer to ``PRUNE``, on every report sent before it
     ``[VALUE, request_id, value]``    answer to ``SUGGEST``
     ``[REFUSED, request_id, message]``  ``SUGGEST`` failed in the loop (e.g. incompatible distribution)
     ``[CANCEL, reason]``              the loop has ended this trial (study timeout, trial timeout, Ctrl-C)
@@ -34,6 +35,7 @@ ATTR = 4
 HEARTBEAT = 5
 FINISH = 6
 PARAM = 7
+PRUNE = 8
 
 ASSIGN = 10
 STOP = 11
@@ -45,6 +47,11 @@ CANCEL = 15
 COMPLETE = "COMPLETE"
 PRUNED = "PRUNED"
 FAIL = "FAIL"
+
+# what an ATTR message sets
+USER_ATTR = 0
+CONSTRAINT = 1
+SYSTEM_ATTR = 2
 
 
 class ErrorInfo(TypedDict):
@@ -82,6 +89,8 @@ class Assignment:
     joint: dict[str, list[Any]] = field(default_factory=dict)  # name -> [distribution_json, value]
     tracking: dict[str, Any] | None = None  # plain logger settings (daskopt.tracking.trial_loggers)
     objective: bytes | None = field(default=None, repr=False)
+    trial_id: int = -1  # the storage's id of the trial (``trial._trial_id``, for storage calls on this trial)
+    study: dict[str, Any] = field(default_factory=dict)  # read-only facts for ``trial.study`` (StudyFacts)
 
     def to_wire(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}

@@ -48,7 +48,9 @@ TICK_S = 0.25
 # hides Dask's dispatch latency: with 1 per slot the cluster waits for the scheduler between trials.
 LOOKAHEAD = 4
 SHUTDOWN_GRACE_S = 5.0  # longest wait at the end of a call for cancelled objectives to stop
-INTERRUPTED = "interrupted"  # the stop reason of Ctrl-C (the engine's task cancelled)
+INTERRUPTED = "Ctrl-C"  # the stop reason of Ctrl-C (the engine's task cancelled)
+# what a stop does with the trials already asked (Engine._stop)
+LET_FINISH, REQUEUE, FAIL_RUNNING = "finish", "requeue", "fail"
 
 
 class Engine:
@@ -60,7 +62,7 @@ class Engine:
         self.config = config
         self._token = secrets.token_hex(16)
         self._n_objectives = len(study.directions)
-        self._assignments = Assignments(objective, self._n_objectives, config)
+        self._assignments = Assignments(objective, study, config)
         self.counts = Counts()
         self.timeline: dict[int, TimelineEntry] = {}  # every trial this call assigned, in assignment order
         self.started_at = time.time()
@@ -69,7 +71,8 @@ class Engine:
         self._waiting: deque[Connection] = deque()
         self._asking = 0
         self._stopping: str | None = None
-        self._cancel_running_on_stop = False
+        self._hard_stop = False  # a stop that ended running trials (else they finish, as in Optuna)
+        self._requeue_cut = False  # ... and enqueued them again for a later call
         self._error: ObjectiveError | SchedulerLost | None = None
         self._to_decide: set[int] = set()
         self._fail_fast = FailFast(config.fail_fast)
@@ -111,7 +114,7 @@ class Engine:
             self._fill()
             await self._done
         except asyncio.CancelledError:
-            self._stop(INTERRUPTED, cancel_running=True)
+            self._stop(INTERRUPTED, running=REQUEUE)
             raise
         finally:
             ticker.cancel()
@@ -130,40 +133,46 @@ class Engine:
 
     def _shutdown(self) -> None:
         """End everything still open: no trial may stay RUNNING after ``optimize`` returns."""
-        self._stop(self._stopping or "study finished", cancel_running=True)
+        self._stop(self._stopping or "study finished", running=FAIL_RUNNING)
         while self._waiting:
             self._waiting.popleft().send([events.STOP])
         self._pool.cancel_all()
 
-    def _stop(self, reason: str, cancel_running: bool) -> None:
+    def _stop(self, reason: str, running: str = LET_FINISH) -> None:
+        """Ask no more trials. ``running``: what becomes of the trials already asked. ``LET_FINISH`` lets them
+        run to their end (Optuna's ``timeout`` and ``study.stop()``: every trial asked is run);
+        ``REQUEUE`` stops them and enqueues their parameters again (Ctrl-C, a hard timeout); ``FAIL_RUNNING``
+        stops them as failed (the call itself failed: an uncaught error, a lost scheduler)."""
         if self._stopping is None:
             self._stopping = reason
             logger.info("daskopt: stopping: %s", reason)
-        if cancel_running:
-            self._cancel_running(reason)
-        while self._ready:
-            self._tell_not_started(self._ready.popleft())
+        if running != LET_FINISH:
+            self._hard_stop = True
+            self._requeue_cut = running == REQUEUE
+            self._cancel_running(reason, requeue=self._requeue_cut)
+            while self._ready:
+                self._end_unstarted(self._ready.popleft())
         self._fill()
 
-    def _cancel_running(self, reason: str) -> None:
-        """Tell running trials to stop. Cut short by an interrupt, they are re-enqueued (FAIL "interrupted",
-        not counted), so the next run of the study runs them first, as after a killed driver; a deadline or
-        an error ends them as PRUNED (if they reported) or FAIL."""
+    def _cancel_running(self, reason: str, requeue: bool) -> None:
+        """Tell running trials to stop. Re-enqueued ones are FAIL "interrupted" but not counted, so the
+        next run of the study runs them first, as after a killed driver."""
         for run in list(self.running.values()):
             if run.conn is not None and not run.conn.closed:
                 run.conn.send([events.CANCEL, reason])
                 self._watchdog.watch(run.conn, self.config.hung_grace_s)
-            if reason == INTERRUPTED:
-                self._requeue(run, "interrupted: the call was stopped (Ctrl-C)", int(run.user_attrs.get("attempt", 0)))
-                continue
-            reported = run.last_step is not None
-            self._tell(run, TrialState.PRUNED if reported else TrialState.FAIL, reason=f"cancelled: {reason}")
+            if requeue:
+                self._requeue(run, f"interrupted: {reason}", int(run.user_attrs.get("attempt", 0)))
+            else:
+                self._tell(run, TrialState.FAIL, reason=f"cancelled: {reason}")
 
     # ------------------------------------------------------------------------------ the fill step
     def _unstarted(self) -> float:
         """Trials this call may still start (asked-but-unassigned included)."""
+        if self._hard_stop:
+            return 0  # asks still out are enqueued again as they return
         if self._stopping is not None:
-            return self._asking  # each is told FAIL as soon as its ask returns
+            return self._asking + len(self._ready)  # asked trials still run
         if self.config.n_trials is None:
             return math.inf
         return self.config.n_trials - self.counts.finished - len(self.running)
@@ -188,7 +197,9 @@ class Engine:
     def _fill_once(self) -> None:
         n = self.config.n_concurrent
         # a slow sampler (measured) gets trials asked ahead, so a freed slot does not wait a whole ask
-        ahead = 0 if self._sampling.inline else ask_ahead(n, self._sampling.average_s, self._trial_s)
+        ahead = 0
+        if self.config.ask_ahead and n > 1 and not self._sampling.inline:
+            ahead = ask_ahead(n, self._sampling.average_s, self._trial_s)
         if self._stopping is None:
             while (
                 self._asking + len(self._ready) < self._unstarted()
@@ -225,18 +236,21 @@ class Engine:
         if run is None:
             self._error_stop(f"the sampler failed: {type(error).__name__}: {error}")
             return
-        if self._stopping is not None:
-            self._tell_not_started(run)
+        if self._hard_stop:
+            self._end_unstarted(run)
             return
         self._ready.append(run)
         self._fill()
 
     def _error_stop(self, message: str) -> None:
         logger.error("daskopt: %s", message)
-        self._stop(message, cancel_running=True)
+        self._stop(message, running=FAIL_RUNNING)
 
     def _assign_ready(self) -> None:
-        while self._ready and self._waiting:
+        """Hand asked trials to waiting tasks, never more than ``n_concurrent`` running at once (a worker
+        may run more tasks at once than the trials it may hold: a GPU shared by k trials runs out of
+        memory at k + 1)."""
+        while self._ready and self._waiting and len(self.running) < self.config.n_concurrent:
             conn = self._waiting.popleft()
             if conn.closed:
                 continue
@@ -280,6 +294,8 @@ class Engine:
         kind = message[0]
         if kind == events.REPORT:
             self._on_report(run, message[1], message[2])
+        elif kind == events.PRUNE:
+            self._on_prune(run, message[1])
         elif kind == events.SUGGEST:
             self._define_by_run.answer(run, message[1], message[2], message[3])
         elif kind == events.PARAM:
@@ -299,24 +315,28 @@ class Engine:
 
     def _on_report(self, run: TrialRun, step: int, value: float) -> None:
         run.trial.report(value, step)
-        run.last_step = step
-        if run.prune_enabled:
-            self._to_decide.add(run.number)
+
+    def _on_prune(self, run: TrialRun, request: int) -> None:
+        """``should_prune()`` was called: decide after this batch, on every report that came before it."""
+        run.prune_request = request
+        self._to_decide.add(run.number)
 
     def _decide(self) -> None:
-        """One prune decision per trial per message batch, for its latest step."""
+        """Answer the prune questions of this message batch. The pruner runs only when a trial asks, as in
+        Optuna (SuccessiveHalving and Hyperband record their rungs when they are asked)."""
         for number in self._to_decide:
             run = self.running.get(number)
             if run is None or run.finished or run.conn is None:
                 continue
-            prune = self._pruning.should_prune(run.trial)
-            run.decided_step = run.last_step
-            run.conn.send([events.DECISION, run.last_step, prune])
+            prune = run.prune_enabled and self._pruning.should_prune(run.trial)
+            run.conn.send([events.DECISION, run.prune_request, prune])
         self._to_decide.clear()
 
-    def _on_attr(self, run: TrialRun, key: str, value: Any, is_constraint: bool) -> None:
-        if is_constraint:
+    def _on_attr(self, run: TrialRun, key: str, value: Any, kind: int) -> None:
+        if kind == events.CONSTRAINT:
             run.trial.set_constraint(key, value)
+        elif kind == events.SYSTEM_ATTR:
+            self.study._storage.set_trial_system_attr(run.trial._trial_id, key, value)
         else:
             run.trial.set_user_attr(key, value)
 
@@ -325,11 +345,11 @@ class Engine:
             self._tell(run, TrialState.FAIL, reason=error["message"], traceback=error["traceback"])
             if not self._caught(error):
                 self._error = ObjectiveError(run.number, error["type"], error["message"], error["traceback"])
-                self._stop(f"trial {run.number} raised {error['message']}", cancel_running=True)
+                self._stop(f"trial {run.number} raised {error['message']}", running=FAIL_RUNNING)
             elif self._fail_fast.failed(error["message"]) and self._error is None:
                 message = f"{error['message']} (and so did the {self._fail_fast.count - 1} trials before it: fail_fast)"
                 self._error = ObjectiveError(run.number, error["type"], message, error["traceback"])
-                self._stop(f"the first {self._fail_fast.count} trials all failed the same way", cancel_running=True)
+                self._stop(f"the first {self._fail_fast.count} trials all failed the same way", running=FAIL_RUNNING)
         else:
             self._fail_fast.succeeded()
             self._tell(run, _STATES[state], values=values)
@@ -379,12 +399,17 @@ class Engine:
         for callback in self.config.callbacks:
             callback(self.study, frozen)
         if getattr(self.study, "_stop_flag", False) and self._stopping is None:
-            self._stop("study.stop() was called", cancel_running=False)
+            self._stop("study.stop() was called")
 
-    def _tell_not_started(self, run: TrialRun) -> None:
-        """A trial asked ahead for a slot that the stop closed: FAIL, marked so a resume does not count it."""
-        run.trial.set_user_attr("not_started", True)
-        self._tell(run, TrialState.FAIL, reason="study stopped before the trial started")
+    def _end_unstarted(self, run: TrialRun) -> None:
+        """A trial asked but never started, on a stop that ends trials: enqueued again (not counted) when the
+        study is to go on later (Ctrl-C, a hard timeout), else FAIL like the running ones."""
+        if self._requeue_cut:
+            self._requeue(
+                run, f"interrupted before it started: {self._stopping}", int(run.user_attrs.get("attempt", 0))
+            )
+        else:
+            self._tell(run, TrialState.FAIL, reason=f"cancelled before it started: {self._stopping}")
 
     def _lost(self, run: TrialRun, why: str) -> None:
         """A trial's task vanished (worker killed, connection dropped, heartbeat silent)."""
@@ -428,9 +453,10 @@ class Engine:
         lost = self._watchdog.scheduler_lost(now)
         if lost is not None and self._error is None:
             self._error = lost
-            self._stop("the Dask scheduler is gone", cancel_running=True)
+            self._stop("the Dask scheduler is gone", running=FAIL_RUNNING)
         if self._deadline is not None and now >= self._deadline and self._stopping is None:
-            self._stop(f"timeout of {self.config.timeout:g}s reached", cancel_running=True)
+            running = REQUEUE if self.config.hard_timeout else LET_FINISH
+            self._stop(f"timeout of {self.config.timeout:g}s reached", running=running)
         timed_out, silent = self._watchdog.overdue(self.running.values(), now)
         for run in timed_out:
             self._time_out(run)

@@ -42,8 +42,7 @@ class TrialRun:
     conn: Connection | None = None
     started: float = field(default_factory=time.monotonic)
     last_seen: float = field(default_factory=time.monotonic)
-    last_step: int | None = None
-    decided_step: int | None = None
+    prune_request: int = 0  # the trial's latest should_prune() question, answered in Engine._decide
     prune_enabled: bool = True
     finished: bool = False
     joint: dict[str, JointValue] = field(default_factory=dict)  # the sampler's joint sample, for PARAM

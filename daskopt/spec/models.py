@@ -31,6 +31,7 @@ class StudySection(Section):
     directions: Annotated[tuple[Direction, ...], Field(min_length=1, strict=False)] = ("minimize",)
     n_trials: PositiveInt | None = None
     timeout: PositiveDuration | None = None
+    hard_timeout: bool = False  # at timeout, stop and re-enqueue running trials (else they finish)
     report_last_n: PositiveInt | None = None
     repeats: NonNegativeInt = 0
     seed_base: int = 0

@@ -8,8 +8,10 @@ against ``BaseTrial``) work unmodified. Every decision still happens in the engi
   multivariate, GP, CMA-ES) already holds for the same distribution (the loop is told, not asked); any
   other parameter is one round trip to the same ``optuna.Trial`` in the loop, so multivariate samplers
   still sample jointly.
-- ``report`` is fire-and-forget. The loop answers each report batch with a prune decision for the latest
-  step, so ``should_prune()`` waits at most for that one answer, and often finds it already received.
+- ``report`` is fire-and-forget. ``should_prune()`` asks the loop, which runs the study's pruner on every
+  report sent before the question (as Optuna does: the pruner runs only when asked, on the latest report,
+  whatever order the steps came in), and waits for that one answer.
+- ``trial.study`` and ``trial.storage`` answer what needs no storage access (:mod:`.study_view`).
 - ``log(metrics, step)`` (not in ``optuna.Trial``) records extra metrics with the trial's loggers (its W&B
   run); ``report`` values go to them too. Logging never talks to the loop.
 - When the loop cancels the trial (study timeout, trial timeout, Ctrl-C), ``should_prune()`` returns
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
@@ -41,6 +44,7 @@ from optuna.trial import BaseTrial
 from daskopt.engine import events
 from daskopt.engine.channel import ChannelClosed, TrialConnection
 from daskopt.tracking.base import TrialLogger
+from daskopt.trial.study_view import StudyView, TrialStorageView
 
 _NO_LOGGER = TrialLogger()
 
@@ -63,12 +67,19 @@ class TrialHandle(BaseTrial):
         self._user_attrs: dict[str, Any] = dict(assignment.user_attrs)
         self._constraints: dict[str, float] = {}
         self._reported: dict[int, float] = {}
-        self._last_step: int | None = None
-        self._decision: tuple[int, bool] | None = None
+        self._prune_requests = 0
+        self._decision: tuple[int, bool] | None = None  # (request, prune) of the latest answer
         self._replies: dict[int, list[Any]] = {}
         self._next_request = 0
         self.cancelled: str | None = None
         self._datetime_start = datetime.datetime.fromisoformat(assignment.datetime_start)
+        self._trial_id = assignment.trial_id  # read by Optuna helpers that write through trial.storage
+        self._study = StudyView(assignment.study)
+        self._storage = TrialStorageView(
+            assignment.trial_id,
+            set_user_attr=self.set_user_attr,
+            set_system_attr=lambda key, value: self._send_attr(key, value, events.SYSTEM_ATTR),
+        )
 
     # ----------------------------------------------------------------------------------- suggest
     def suggest_float(
@@ -154,12 +165,16 @@ class TrialHandle(BaseTrial):
             value = float(value)
         except (TypeError, ValueError):
             raise TypeError(f"report() value must be a float, got {value!r} ({type(value).__name__})") from None
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-            raise TypeError(f"report() step must be a non-negative int, got {step!r}")
+        try:
+            step = int(step)  # any int-like step, as Optuna accepts (numpy integers included)
+        except (TypeError, ValueError):
+            raise TypeError(f"report() step must be an int, got {step!r} ({type(step).__name__})") from None
+        if step < 0:
+            raise ValueError(f"report() step must be non-negative, got {step}")
         if step in self._reported:
+            warnings.warn(f"The reported value is ignored because this step={step} is already reported.", stacklevel=2)
             return  # Optuna keeps the first value reported for a step
         self._reported[step] = value
-        self._last_step = step
         self._tracker.report(value, step)
         if self.cancelled is not None:
             return
@@ -185,15 +200,14 @@ class TrialHandle(BaseTrial):
             raise NotImplementedError("Trial.should_prune is not supported for multi-objective optimization.")
         if self.cancelled is not None:
             return True
-        step = self._last_step
-        if step is None or not self._assignment.prune_enabled:
-            try:
-                self._drain()  # nothing to decide, but a cancel may be waiting
-            except ChannelClosed:
-                self.cancelled = "the engine loop is gone"
-            return self.cancelled is not None
         try:
-            while self.cancelled is None and (self._decision is None or self._decision[0] < step):
+            if not self._assignment.prune_enabled:
+                self._drain()  # nothing to decide, but a cancel may be waiting
+                return self.cancelled is not None
+            self._prune_requests += 1
+            request = self._prune_requests
+            self._conn.send([events.PRUNE, request])
+            while self.cancelled is None and (self._decision is None or self._decision[0] < request):
                 self._dispatch(self._conn.receive())
         except ChannelClosed:
             self.cancelled = "the engine loop is gone"
@@ -221,7 +235,7 @@ class TrialHandle(BaseTrial):
 
     # -------------------------------------------------------------------------------- attributes
     def set_user_attr(self, key: str, value: Any) -> None:
-        self._send_attr(key, value, is_constraint=False)
+        self._send_attr(key, value, events.USER_ATTR)
         self._user_attrs[key] = value
 
     def set_constraint(self, key: str, value: float) -> None:
@@ -233,12 +247,12 @@ class TrialHandle(BaseTrial):
             raise ValueError(f"Attempted to set a constraint for {key!r}, but NaN is not allowed.")
         if key in self._constraints:
             return
-        self._send_attr(key, number, is_constraint=True)
+        self._send_attr(key, number, events.CONSTRAINT)
         self._constraints[key] = number
 
-    def _send_attr(self, key: str, value: Any, *, is_constraint: bool) -> None:
+    def _send_attr(self, key: str, value: Any, kind: int) -> None:
         try:
-            self._conn.send([events.ATTR, key, value, is_constraint])
+            self._conn.send([events.ATTR, key, value, kind])
         except (TypeError, ValueError, msgpack.PackException) as exc:
             raise TypeError(
                 f"attribute {key!r} must be JSON-like (numbers, strings, lists, dicts), got "
@@ -290,8 +304,11 @@ class TrialHandle(BaseTrial):
         return [self._reported[step] for step in sorted(self._reported)]
 
     @property
-    def study(self) -> Any:
-        raise AttributeError(
-            "trial.study is not available inside a daskopt trial: the study lives in the engine loop on "
-            "the client; read what you need before optimize() and close over it"
-        )
+    def study(self) -> StudyView:
+        """The study's name, direction(s) and attributes, read-only (see :mod:`daskopt.trial.study_view`)."""
+        return self._study
+
+    @property
+    def storage(self) -> TrialStorageView:
+        """Writes of this trial's own attributes, sent to the loop (see :mod:`daskopt.trial.study_view`)."""
+        return self._storage

@@ -18,12 +18,12 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-import cloudpickle
 import optuna
 
 from daskopt.engine import events
 from daskopt.engine.channel import ChannelClosed, TrialConnection
 from daskopt.errors import first_line
+from daskopt.shipping import ObjectiveLoadError, load_objective
 from daskopt.tracking import TrialEnd, TrialStart, trial_loggers
 from daskopt.trial.handle import TrialHandle
 from daskopt.trial.result import objective_values
@@ -54,7 +54,11 @@ def run_trial_task(address: str, token: str, task_id: int, digest: str) -> str:
             if message is None:
                 break
             assignment = events.Assignment.from_wire(message[1])
-            objective = _load_objective(digest, assignment.objective)
+            try:
+                objective = _load_objective(digest, assignment.objective)
+            except ObjectiveLoadError as exc:  # the trial's failure, in the same words on every worker
+                conn.send([events.FINISH, events.FAIL, None, error_info(exc)])
+                break
             has_objective = True
             started = time.monotonic()
             _run_trial(conn, objective, assignment, worker)
@@ -133,7 +137,7 @@ def _load_objective(digest: str, payload: bytes | None) -> Callable[..., Any]:
         if digest not in _objectives:
             if payload is None:
                 raise ChannelClosed("the loop sent no objective for an unknown digest")
-            _objectives[digest] = cloudpickle.loads(payload)
+            _objectives[digest] = load_objective(payload)
         return _objectives[digest]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import optuna
 import pytest
@@ -55,13 +56,23 @@ def test_invalid_return_values_fail_with_a_reason(client, returned, reason):
     assert all(reason in t.user_attrs["fail_reason"] for t in study.trials)
 
 
-def test_timeout_cancels_running_trials_and_returns(client):
+def test_timeout_lets_running_trials_finish_as_optuna_does(client):
     study = optuna.create_study()
-    daskopt.optimize(study, objectives.slow_reporting, timeout=3.0, client=client)  # trials run >= 10 s
-    counts = states(study)
-    assert counts.get("RUNNING", 0) == 0
-    cancelled = [t for t in study.trials if "timeout" in t.user_attrs.get("fail_reason", "")]
-    assert cancelled and all(t.state.name in ("PRUNED", "FAIL") for t in cancelled)
+    started = time.monotonic()
+    daskopt.optimize(study, objectives.slow_reporting, timeout=3.0, client=client)  # trials run ~10 s
+    assert time.monotonic() - started > 5  # the running trials were not cut at the deadline
+    assert states(study) == {"COMPLETE": 2}  # one per slot: nothing asked after the deadline, nothing left behind
+
+
+def test_hard_timeout_stops_running_trials_and_enqueues_them_again(client):
+    study = optuna.create_study()
+    daskopt.optimize(study, objectives.slow_reporting, timeout=3.0, hard_timeout=True, client=client)
+    cut = [t for t in study.trials if t.state.name == "FAIL"]
+    assert len(cut) == 2 and all(t.user_attrs["fail_reason"] == "interrupted: timeout of 3s reached" for t in cut)
+    waiting = [t for t in study.trials if t.state.name == "WAITING"]
+    assert sorted(t.system_attrs["fixed_params"]["x"] for t in waiting) == sorted(t.params["x"] for t in cut)
+    assert {t.user_attrs["retry_of"] for t in waiting} == {t.number for t in cut}
+    assert not any(t.state.name in ("RUNNING", "PRUNED") for t in study.trials)
 
 
 def test_trial_timeout_fails_overrunning_trials(client):
