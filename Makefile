@@ -7,7 +7,11 @@ EXTRAS ?= dev,bench,wandb,torch,jobqueue
 # Installed before the package so pip never resolves torch from the registry itself (here: the local CPU wheel).
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test lint bench bench-quick bench-engine clean
+# The oldest Optuna the package supports (pyproject.toml); `make test` runs the newest allowed.
+OPTUNA_LOWER ?= 4.5.0
+LOWER := .optuna-lower/$(OPTUNA_LOWER)
+
+.PHONY: demo test test-optuna-lower lint bench bench-quick bench-engine clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +25,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The Optuna-facing tests again on the oldest supported Optuna, put ahead of the installed one.
+test-optuna-lower: $(STAMP)
+	test -d $(LOWER) || $(BIN)/python -m pip install --quiet --no-deps --target $(LOWER) "optuna==$(OPTUNA_LOWER)"
+	PYTHONPATH=$(CURDIR)/$(LOWER) $(BIN)/python -m pytest -q tests/conformance tests/engine/test_asking.py tests/trial
 
 lint: $(STAMP)
 	$(BIN)/ruff check daskopt tests benchmarks
@@ -36,4 +45,4 @@ bench-engine: $(STAMP)
 	$(BIN)/python -m benchmarks.engine
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .optuna-lower

@@ -115,7 +115,7 @@ def timed_study(client: Any, k: int, epochs: int, n_trials: int, during: Any = N
 
     import daskopt
 
-    options: dict[str, Any] = {"client": client, "show_progress_bar": False, "gpus_per_trial": 1}
+    options: dict[str, Any] = {"client": client, "show_progress_bar": False, "resources": {"gpus_per_trial": 1}}
     warm = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     daskopt.optimize(warm, functools.partial(fixed_epochs, epochs=1), n_trials=k, **options)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))

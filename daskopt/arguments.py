@@ -15,8 +15,8 @@ from distributed import Client
 from optuna.distributions import BaseDistribution
 
 
-def _fail(name: str, expected: str, value: Any, error: type[Exception] = ValueError) -> None:
-    raise error(f"daskopt.optimize: {name} must be {expected}, got {value!r}")
+def _fail(name: str, expected: str, value: Any, error: type[Exception] = ValueError, where: str = "") -> None:
+    raise error(f"{where or 'daskopt.optimize'}: {name} must be {expected}, got {value!r}")
 
 
 def _is_int(value: Any) -> bool:
@@ -27,23 +27,29 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 
 
-def check_int(name: str, value: Any, minimum: int, *, optional: bool = False) -> None:
+def check_int(name: str, value: Any, minimum: int, *, optional: bool = False, where: str = "") -> None:
+    expected = f"an int >= {minimum}" + (" or None" if optional else "")
     if value is None and optional:
         return
     if not _is_int(value):
-        _fail(name, f"an int >= {minimum}" + (" or None" if optional else ""), value, TypeError)
+        _fail(name, expected, value, TypeError, where)
     if value < minimum:
-        _fail(name, f"an int >= {minimum}" + (" or None" if optional else ""), value)
+        _fail(name, expected, value, where=where)
 
 
-def check_seconds(name: str, value: Any, *, optional: bool = False, zero: bool = False) -> None:
+def check_seconds(name: str, value: Any, *, optional: bool = False, zero: bool = False, where: str = "") -> None:
     expected = f"a number of seconds {'>= 0' if zero else '> 0'}" + (" or None" if optional else "")
     if value is None and optional:
         return
     if not _is_number(value):
-        _fail(name, expected, value, TypeError)
+        _fail(name, expected, value, TypeError, where)
     if value < 0 or (value == 0 and not zero):
-        _fail(name, expected, value)
+        _fail(name, expected, value, where=where)
+
+
+def check_bool(name: str, value: Any, *, where: str = "") -> None:
+    if not isinstance(value, bool):
+        _fail(name, "True or False", value, TypeError, where)
 
 
 def check_catch(catch: Any) -> tuple[type[BaseException], ...]:
@@ -70,7 +76,8 @@ def check_callbacks(callbacks: Any) -> tuple[Any, ...]:
 
 
 def check_optimize_arguments(arguments: Mapping[str, Any]) -> None:
-    """Raise ``TypeError``/``ValueError`` naming the first argument of ``optimize`` that is wrong."""
+    """Raise ``TypeError``/``ValueError`` naming the first plain argument of ``optimize`` that is wrong (the
+    settings objects check themselves, :mod:`daskopt.settings`)."""
     a = arguments
     if not callable(a["objective"]):
         _fail("objective", "a callable taking a trial", a["objective"], TypeError)
@@ -80,17 +87,6 @@ def check_optimize_arguments(arguments: Mapping[str, Any]) -> None:
         )
     check_int("n_trials", a["n_trials"], 1, optional=True)
     check_int("n_concurrent", a["n_concurrent"], 1, optional=True)
-    check_int("max_retries", a["max_retries"], 0)
-    check_int("fail_fast", a["fail_fast"], 1, optional=True)
-    check_int("repeats", a["repeats"], 0)
-    check_int("seed_base", a["seed_base"], -(2**63))
-    check_int("report_last_n", a["report_last_n"], 1, optional=True)
-    check_seconds("timeout", a["timeout"], optional=True)
-    check_seconds("trial_timeout", a["trial_timeout"], optional=True)
-    check_seconds("heartbeat_timeout", a["heartbeat_timeout"])
-    check_seconds("scheduler_grace_s", a["scheduler_grace_s"])
-    check_seconds("chain_below_s", a["chain_below_s"], zero=True)
-    check_seconds("hung_grace_s", a["hung_grace_s"], zero=True)
     space = a["search_space"]
     if space is not None and (
         not isinstance(space, Mapping)
@@ -102,10 +98,4 @@ def check_optimize_arguments(arguments: Mapping[str, Any]) -> None:
             space,
             TypeError,
         )
-    dashboard = a["dashboard"]
-    if dashboard is not None and not isinstance(dashboard, (bool, Mapping)):
-        _fail("dashboard", 'True, False, None or a dict with "host"/"port"', dashboard, TypeError)
-    if not isinstance(a["hard_timeout"], bool):
-        _fail("hard_timeout", "True or False", a["hard_timeout"], TypeError)
-    if not isinstance(a["show_progress_bar"], bool):
-        _fail("show_progress_bar", "True or False", a["show_progress_bar"], TypeError)
+    check_bool("show_progress_bar", a["show_progress_bar"])

@@ -45,6 +45,16 @@ def reports_only(trial: optuna.Trial) -> None:
     return None
 
 
+def reports_in_task(trial: optuna.Trial) -> None:
+    """``reports_only``, recording which Dask task and scheduler ran the trial."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    trial.set_user_attr("task", str(worker.get_current_task()))
+    trial.set_user_attr("scheduler", str(worker.scheduler.address))
+    return reports_only(trial)
+
+
 def returns(value: object):  # noqa: ANN201 - a factory of objectives
     def objective(trial: optuna.Trial) -> object:
         trial.suggest_float("x", 0, 1)

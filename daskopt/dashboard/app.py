@@ -14,7 +14,6 @@ import logging
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import optuna
 from bokeh.application import Application
@@ -30,6 +29,7 @@ from daskopt.dashboard.dask_page import dask_page_link
 from daskopt.dashboard.page import make_document
 from daskopt.dashboard.snapshot import SnapshotBuilder
 from daskopt.dashboard.storage import open_storage_study
+from daskopt.engine.view import EngineView
 from daskopt.errors import SpecError
 
 logger = logging.getLogger("daskopt")
@@ -67,7 +67,7 @@ def running_dashboards() -> list[str]:
 
 
 def start_dashboard(
-    engine: Any, host: str = "127.0.0.1", port: int = 0, allow_websocket_origin: Sequence[str] = ()
+    engine: EngineView, host: str = "127.0.0.1", port: int = 0, allow_websocket_origin: Sequence[str] = ()
 ) -> DashboardService:
     """The engine's page (an ``EngineConfig.services`` starter): call on the engine's running loop."""
     modify = make_document(lambda: SnapshotBuilder(engine.study, engine), "live")

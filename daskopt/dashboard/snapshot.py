@@ -19,6 +19,10 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from daskopt.engine.state import TimelineEntry
+from daskopt.engine.view import EngineView
+from daskopt.optuna_access import all_trials
+
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -53,7 +57,7 @@ class Snapshot:
     best_value: float | None = None  # single objective only
     best_number: int | None = None
     trials: Sequence[FrozenTrial] = ()  # the whole list, shared, not copied (for importance)
-    engine: Any = None
+    engine: EngineView | None = None
 
     @property
     def n_objectives(self) -> int:
@@ -72,7 +76,7 @@ def timestamp(moment: Any) -> float | None:
 class SnapshotBuilder:
     """Reads a study (and an engine's timeline when there is one), remembering what it has passed on."""
 
-    def __init__(self, study: optuna.Study, engine: Any = None, n_trials: int | None = None) -> None:
+    def __init__(self, study: optuna.Study, engine: EngineView | None = None, n_trials: int | None = None) -> None:
         self.study = study
         self.engine = engine
         self.n_trials = n_trials if engine is None else engine.config.n_trials
@@ -87,8 +91,7 @@ class SnapshotBuilder:
 
     def fetch(self) -> Sequence[FrozenTrial]:
         """All trials without copying (the storage's own objects for in-memory and journal storages)."""
-        storage = self.study._storage
-        return storage.get_all_trials(self.study._study_id, deepcopy=False)
+        return all_trials(self.study)
 
     def update(self) -> Snapshot:
         trials = self.fetch()
@@ -156,6 +159,7 @@ class SnapshotBuilder:
 
     def _engine_spans(self) -> tuple[list[Span], list[Span]]:
         """New and just-ended entries of the engine's timeline (a dict in assignment order)."""
+        assert self.engine is not None  # called only with an engine
         timeline = self.engine.timeline
         fresh = list(itertools.islice(timeline.values(), self._spans_seen, None))
         self._spans_seen += len(fresh)
@@ -189,7 +193,7 @@ class SnapshotBuilder:
         return fresh, ended
 
 
-def _span(entry: Any) -> Span:
+def _span(entry: TimelineEntry) -> Span:
     return Span(entry.number, entry.worker, entry.started, entry.ended, entry.state)
 
 

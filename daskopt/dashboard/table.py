@@ -9,6 +9,7 @@ from __future__ import annotations
 from bokeh.models.widgets import DataTable, TableColumn
 from optuna.trial import FrozenTrial
 
+from daskopt.attributes import FAIL_REASON
 from daskopt.dashboard.base import Component, TrialRows, fmt
 from daskopt.dashboard.snapshot import Snapshot
 
@@ -42,4 +43,4 @@ def _row(trial: FrozenTrial) -> tuple[object, ...]:
     value = "" if values is None else (fmt(values[0]) if len(values) == 1 else ", ".join(fmt(v) for v in values))
     duration = trial.duration.total_seconds() if trial.duration is not None else None
     params = ", ".join(f"{k}={fmt(v, 4) if isinstance(v, float) else v}" for k, v in trial.params.items())
-    return trial.number, trial.state.name, value, fmt(duration, 4), params, str(trial.user_attrs.get("fail_reason", ""))
+    return trial.number, trial.state.name, value, fmt(duration, 4), params, str(trial.user_attrs.get(FAIL_REASON, ""))

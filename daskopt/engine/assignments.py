@@ -13,9 +13,11 @@ from typing import Any
 import optuna
 from optuna.distributions import distribution_to_json
 
-from daskopt.engine import events
+from daskopt.attributes import checkpoint_key
 from daskopt.engine.config import EngineConfig
-from daskopt.engine.state import TrialRun, checkpoint_key
+from daskopt.engine.state import TrialRun
+from daskopt.optuna_access import trial_id
+from daskopt.protocol import events
 from daskopt.shipping import dumps_objective
 from daskopt.trial.study_view import study_facts
 
@@ -42,14 +44,14 @@ class Assignments:
             user_attrs=run.user_attrs,
             n_objectives=self._n_objectives,
             datetime_start=(start.isoformat() if start else ""),
-            report_last_n=config.report_last_n,
+            report_last_n=config.trials.report_last_n,
             prune_enabled=run.prune_enabled,
-            heartbeat_s=config.heartbeat_s,
-            chain_below_s=config.chain_below_s,
+            heartbeat_s=config.failures.heartbeat_s,
+            chain_below_s=config.trials.chain_below_s,
             tracking=config.tracking,
             checkpoint_dir=None if root is None else f"{root}/trial-{checkpoint_key(run.number, run.user_attrs)}",
             joint={name: [v.distribution_json, v.value] for name, v in run.joint.items()},
             objective=None if has_objective else self.objective_bytes,
-            trial_id=run.trial._trial_id,
+            trial_id=trial_id(run.trial),
             study=self._study,
         )

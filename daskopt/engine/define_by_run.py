@@ -25,9 +25,10 @@ from optuna.distributions import (
     json_to_distribution,
 )
 
-from daskopt.engine import events
 from daskopt.engine.sampling import SamplingGate
 from daskopt.engine.state import JointValue, TrialRun
+from daskopt.optuna_access import clear_trials_cache, fixed_params
+from daskopt.protocol import events
 
 
 class DefineByRun:
@@ -77,9 +78,7 @@ def _refresh_trials_cache(trial: optuna.Trial) -> None:
     """
     if getattr(_fresh_for, "trial", None) is trial:
         return
-    local = getattr(trial.study, "_thread_local", None)
-    if local is not None and hasattr(local, "cached_all_trials"):
-        local.cached_all_trials = None
+    clear_trials_cache(trial.study)
     _fresh_for.trial = trial
 
 
@@ -110,7 +109,7 @@ def joint_sample(trial: optuna.Trial) -> dict[str, JointValue]:
     nothing, and every suggest asks the loop as before.
     """
     params = trial.relative_params
-    fixed = getattr(trial, "_fixed_params", None)
+    fixed = fixed_params(trial)
     space = trial.relative_search_space or {}
     if not params or fixed is None:
         return {}

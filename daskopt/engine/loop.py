@@ -26,7 +26,7 @@ import optuna
 from distributed import Client, Future
 from optuna.trial import TrialState
 
-from daskopt.engine import events
+from daskopt import attributes, optuna_access
 from daskopt.engine.assignments import Assignments
 from daskopt.engine.channel import ChannelServer, Connection, channel_host, channel_tls
 from daskopt.engine.config import EngineConfig
@@ -34,10 +34,12 @@ from daskopt.engine.define_by_run import DefineByRun, joint_sample
 from daskopt.engine.progress import Progress
 from daskopt.engine.pruning import PruneDecider
 from daskopt.engine.sampling import SamplingGate, ask_ahead
-from daskopt.engine.state import Counts, FailFast, TaskState, TimelineEntry, TrialRun, checkpoint_key, set_in_optimize
+from daskopt.engine.state import Counts, FailFast, TaskState, TimelineEntry, TrialRun
 from daskopt.engine.tasks import TaskPool
 from daskopt.engine.watchdog import Watchdog
 from daskopt.errors import ObjectiveError, SchedulerLost
+from daskopt.optuna_access import set_in_optimize
+from daskopt.protocol import events
 from daskopt.tracking.base import StudyLogger
 
 logger = logging.getLogger("daskopt")
@@ -75,7 +77,7 @@ class Engine:
         self._requeue_cut = False  # ... and enqueued them again for a later call
         self._error: ObjectiveError | SchedulerLost | None = None
         self._to_decide: set[int] = set()
-        self._fail_fast = FailFast(config.fail_fast)
+        self._fail_fast = FailFast(config.failures.fail_fast)
         self._pruning = PruneDecider(study)
         self._filling = False
         self._watchdog = Watchdog(client, config, TICK_S)
@@ -87,7 +89,7 @@ class Engine:
             channel_host(client, config.channel_host), self._on_messages, self._on_closed, channel_tls(client)
         )
         self._progress = Progress(config.show_progress, config.n_trials)
-        self._deadline = time.monotonic() + config.timeout if config.timeout else None
+        self._deadline = time.monotonic() + config.timeout.seconds if config.timeout else None
         self._study_logger = config.study_logger or StudyLogger()
 
     # ------------------------------------------------------------------------------- lifecycle
@@ -119,7 +121,7 @@ class Engine:
         finally:
             ticker.cancel()
             self._shutdown()
-            await self._watchdog.reap(min(self.config.hung_grace_s, SHUTDOWN_GRACE_S))
+            await self._watchdog.reap(min(self.config.failures.hung_grace_s, SHUTDOWN_GRACE_S))
             self._study_logger.study_end(self.study)
             for service in services:
                 await service.close()
@@ -160,9 +162,9 @@ class Engine:
         for run in list(self.running.values()):
             if run.conn is not None and not run.conn.closed:
                 run.conn.send([events.CANCEL, reason])
-                self._watchdog.watch(run.conn, self.config.hung_grace_s)
+                self._watchdog.watch(run.conn, self.config.failures.hung_grace_s)
             if requeue:
-                self._requeue(run, f"interrupted: {reason}", int(run.user_attrs.get("attempt", 0)))
+                self._requeue(run, f"interrupted: {reason}", attributes.attempt(run.user_attrs))
             else:
                 self._tell(run, TrialState.FAIL, reason=f"cancelled: {reason}")
 
@@ -228,7 +230,7 @@ class Engine:
         joint = joint_sample(trial)  # for define-by-run parameters beyond a declared space, if any
         user_attrs = trial.user_attrs
         run = TrialRun(trial=trial, params=dict(trial.params), user_attrs=user_attrs, joint=joint)
-        run.prune_enabled = "repeat" not in user_attrs and self._n_objectives == 1
+        run.prune_enabled = attributes.REPEAT not in user_attrs and self._n_objectives == 1
         return run
 
     def _asked(self, run: TrialRun | None, error: BaseException | None) -> None:
@@ -336,7 +338,7 @@ class Engine:
         if kind == events.CONSTRAINT:
             run.trial.set_constraint(key, value)
         elif kind == events.SYSTEM_ATTR:
-            self.study._storage.set_trial_system_attr(run.trial._trial_id, key, value)
+            optuna_access.set_trial_system_attr(self.study, optuna_access.trial_id(run.trial), key, value)
         else:
             run.trial.set_user_attr(key, value)
 
@@ -384,9 +386,9 @@ class Engine:
             run.conn.state.run = None
         try:
             if reason:
-                run.trial.set_user_attr("fail_reason", reason)
+                run.trial.set_user_attr(attributes.FAIL_REASON, reason)
             if traceback:
-                run.trial.set_user_attr("traceback", traceback)
+                run.trial.set_user_attr(attributes.TRACEBACK, traceback)
             frozen = self.study.tell(run.trial, values=values, state=state, skip_if_finished=True)
         except Exception as exc:
             logger.error("daskopt: could not record trial %d: %s", run.number, exc)
@@ -398,16 +400,14 @@ class Engine:
         self._study_logger.trial_finished(self.study, frozen, run.worker)
         for callback in self.config.callbacks:
             callback(self.study, frozen)
-        if getattr(self.study, "_stop_flag", False) and self._stopping is None:
+        if optuna_access.stop_requested(self.study) and self._stopping is None:
             self._stop("study.stop() was called")
 
     def _end_unstarted(self, run: TrialRun) -> None:
         """A trial asked but never started, on a stop that ends trials: enqueued again (not counted) when the
         study is to go on later (Ctrl-C, a hard timeout), else FAIL like the running ones."""
         if self._requeue_cut:
-            self._requeue(
-                run, f"interrupted before it started: {self._stopping}", int(run.user_attrs.get("attempt", 0))
-            )
+            self._requeue(run, f"interrupted before it started: {self._stopping}", attributes.attempt(run.user_attrs))
         else:
             self._tell(run, TrialState.FAIL, reason=f"cancelled before it started: {self._stopping}")
 
@@ -415,8 +415,8 @@ class Engine:
         """A trial's task vanished (worker killed, connection dropped, heartbeat silent)."""
         worker = f" on {run.worker}" if run.worker else ""
         reason = f"trial lost{worker}: {why}"
-        attempt = int(run.user_attrs.get("attempt", 0))
-        if self._stopping is None and attempt < self.config.max_retries:
+        attempt = attributes.attempt(run.user_attrs)
+        if self._stopping is None and attempt < self.config.failures.max_retries:
             self._requeue(run, reason, attempt + 1)
             logger.warning("daskopt: %s; retrying with the same parameters (attempt %d)", reason, attempt + 1)
         else:
@@ -426,9 +426,7 @@ class Engine:
     def _requeue(self, run: TrialRun, reason: str, attempt: int) -> None:
         """FAIL ``run`` (not counted as an outcome) and enqueue its parameters for a new attempt."""
         self._tell(run, TrialState.FAIL, reason=reason, retry=True)
-        attrs = {k: v for k, v in run.user_attrs.items() if k not in ("fail_reason", "traceback")}
-        attrs.update(retry_of=run.number, attempt=attempt, checkpoint_of=checkpoint_key(run.number, run.user_attrs))
-        self.study.enqueue_trial(run.trial.params, user_attrs=attrs)
+        attributes.requeue(self.study, run.number, run.trial.params, run.user_attrs, next_attempt=attempt)
 
     # ----------------------------------------------------------------------- connection / task
     def _on_closed(self, conn: Connection) -> None:
@@ -455,8 +453,9 @@ class Engine:
             self._error = lost
             self._stop("the Dask scheduler is gone", running=FAIL_RUNNING)
         if self._deadline is not None and now >= self._deadline and self._stopping is None:
-            running = REQUEUE if self.config.hard_timeout else LET_FINISH
-            self._stop(f"timeout of {self.config.timeout:g}s reached", running=running)
+            timeout = self.config.timeout
+            assert timeout is not None
+            self._stop(f"timeout of {timeout.seconds:g}s reached", running=REQUEUE if timeout.hard else LET_FINISH)
         timed_out, silent = self._watchdog.overdue(self.running.values(), now)
         for run in timed_out:
             self._time_out(run)
@@ -473,7 +472,7 @@ class Engine:
         worker = run.worker
         if run.conn is not None:
             run.conn.close()
-        self._lost(run, f"no heartbeat for {self.config.heartbeat_timeout:g}s")
+        self._lost(run, f"no heartbeat for {self.config.failures.heartbeat_timeout:g}s")
         if worker:
             logger.warning("daskopt: worker %s went silent; restarting it", worker)
             self._watchdog.restart(worker)
@@ -482,5 +481,5 @@ class Engine:
         """FAIL an overrunning trial and tell it to stop; if it ignores that, its worker is restarted."""
         if run.conn is not None and not run.conn.closed:
             run.conn.send([events.CANCEL, "trial_timeout"])
-            self._watchdog.watch(run.conn, self.config.hung_grace_s)
-        self._tell(run, TrialState.FAIL, reason=f"trial_timeout of {self.config.trial_timeout:g}s exceeded")
+            self._watchdog.watch(run.conn, self.config.failures.hung_grace_s)
+        self._tell(run, TrialState.FAIL, reason=f"trial_timeout of {self.config.failures.trial_timeout:g}s exceeded")

@@ -25,6 +25,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from daskopt.optuna_access import latest_frozen
+
 FINISHED_STATES = frozenset({TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL})
 
 
@@ -141,9 +143,8 @@ class PruneDecider:
         self._summaries: dict[int, StepSummary] = {}
 
     def should_prune(self, trial: optuna.Trial) -> bool:
-        try:
-            latest = trial._get_latest_trial()  # what should_prune hands the pruner (reports included)
-        except AttributeError:  # a future Optuna without it: its own path, uncached
+        latest = latest_frozen(trial)  # what should_prune hands the pruner (reports included)
+        if latest is None:  # an Optuna without it: its own path, uncached
             return bool(trial.should_prune())
         if self._summarize:
             summary = self._summaries.get(latest.number)

@@ -11,21 +11,23 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
+from daskopt.attributes import REPEAT, SEED
+from daskopt.optuna_access import enqueued_params, set_trial_user_attr, stored_trial_id
+
 
 def expand_repeats(study: optuna.Study, repeats: int, seed_base: int) -> int:
     """Expand the study's WAITING trials; returns how many trials were added."""
     if repeats < 1:
         return 0
     added = 0
-    storage = study._storage
     for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if "repeat" in trial.user_attrs:
+        if REPEAT in trial.user_attrs:
             continue
-        params = dict(trial.system_attrs.get("fixed_params", {}))
-        storage.set_trial_user_attr(trial._trial_id, "repeat", 0)
-        storage.set_trial_user_attr(trial._trial_id, "seed", seed_base)
+        params = enqueued_params(trial)
+        set_trial_user_attr(study, stored_trial_id(trial), REPEAT, 0)
+        set_trial_user_attr(study, stored_trial_id(trial), SEED, seed_base)
         for repeat in range(1, repeats):
-            attrs = {**trial.user_attrs, "repeat": repeat, "seed": seed_base + repeat}
+            attrs = {**trial.user_attrs, REPEAT: repeat, SEED: seed_base + repeat}
             study.enqueue_trial(params, user_attrs=attrs)
             added += 1
     return added

@@ -104,11 +104,6 @@ class TimelineEntry:
     state: str = "RUNNING"
 
 
-def checkpoint_key(number: int, user_attrs: dict[str, Any]) -> int:
-    """The trial whose checkpoint folder a trial uses: its own, or that of the attempt a retry replaces."""
-    return int(user_attrs.get("checkpoint_of", number))
-
-
 @dataclass
 class FailFast:
     """Whether a call's first outcomes are all one and the same objective error.
@@ -136,13 +131,3 @@ class FailFast:
 
     def succeeded(self) -> None:
         self.settled = True
-
-
-def set_in_optimize(study: optuna.Study, value: bool) -> None:
-    """Mark ``study`` as inside (or out of) an optimize call, as Optuna's own ``optimize`` does, so samplers
-    and callbacks can call ``study.stop()``; leaving clears a stop request for the next call."""
-    local = getattr(study, "_thread_local", None)
-    if local is not None:
-        local.in_optimize_loop = value
-    if not value and hasattr(study, "_stop_flag"):
-        study._stop_flag = False

@@ -73,7 +73,7 @@ class Watchdog:
                 run.last_seen = min(now, run.last_seen + away)
             for conn in self._hung:
                 self._hung[conn] += away
-        limit, silence = self.config.trial_timeout, self.config.heartbeat_timeout
+        limit, silence = self.config.failures.trial_timeout, self.config.failures.heartbeat_timeout
         timed_out = [run for run in running if limit and now - run.started > limit]
         silent = [run for run in running if run not in timed_out and now - run.last_seen > silence]
         return timed_out, silent
@@ -125,7 +125,7 @@ class Watchdog:
         if self._disconnected_since is None:
             self._disconnected_since = now
             logger.warning("daskopt: lost the Dask scheduler (client %s); waiting for it", self.client.status)
-        grace = self.config.scheduler_grace_s
+        grace = self.config.failures.scheduler_grace_s
         if now - self._disconnected_since <= grace:
             return None
         address = getattr(self.client.scheduler, "address", "?")

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +59,15 @@ def trial_loggers(tracking: Mapping[str, Any] | None) -> TrialLogger:
     return TrialLoggers(loggers)
 
 
-def study_loggers(tracking: Mapping[str, Any] | None, output_dir: str | Path | None) -> StudyLogger:
-    """The driver's loggers: ``events.jsonl`` whenever there is an output folder, W&B when configured."""
+def study_loggers(
+    tracking: Mapping[str, Any] | None, output_dir: str | Path | None, extra: Sequence[StudyLogger] = ()
+) -> StudyLogger:
+    """The driver's loggers: ``events.jsonl`` whenever there is an output folder, W&B when configured, and
+    the caller's own (``daskopt.Tracking(loggers=[...])``)."""
     loggers: list[StudyLogger] = []
     if output_dir is not None:
         loggers.append(JsonlStudyLogger(output_dir))
     if tracking and tracking.get("wandb"):
         loggers.append(WandbStudyLogger(tracking["wandb"]))
+    loggers.extend(extra)
     return StudyLoggers(loggers)

@@ -24,6 +24,7 @@ from typing import IO, Any
 
 import optuna
 
+from daskopt import attributes
 from daskopt.tracking.base import StudyLogger
 
 FILENAME = "events.jsonl"
@@ -56,7 +57,7 @@ class JsonlStudyLogger(StudyLogger):
             datetime_complete=_iso(frozen.datetime_complete),
             duration_s=duration.total_seconds() if duration is not None else None,
         )
-        for key in ("fail_reason", "retry_of", "attempt"):
+        for key in (attributes.FAIL_REASON, attributes.RETRY_OF, attributes.ATTEMPT):
             if key in frozen.user_attrs:
                 record[key] = frozen.user_attrs[key]
         self._write(record)

@@ -41,9 +41,11 @@ from optuna.distributions import (
 )
 from optuna.trial import BaseTrial
 
-from daskopt.engine import events
-from daskopt.engine.channel import ChannelClosed, TrialConnection
+from daskopt.optuna_access import contains
+from daskopt.protocol import events
+from daskopt.protocol.framing import ChannelClosed
 from daskopt.tracking.base import TrialLogger
+from daskopt.trial.connection import TrialConnection
 from daskopt.trial.study_view import StudyView, TrialStorageView
 
 _NO_LOGGER = TrialLogger()
@@ -66,6 +68,7 @@ class TrialHandle(BaseTrial):
         self._distributions: dict[str, BaseDistribution] = {}
         self._user_attrs: dict[str, Any] = dict(assignment.user_attrs)
         self._constraints: dict[str, float] = {}
+        self._system_attrs: dict[str, Any] = {}
         self._reported: dict[int, float] = {}
         self._prune_requests = 0
         self._decision: tuple[int, bool] | None = None  # (request, prune) of the latest answer
@@ -78,7 +81,7 @@ class TrialHandle(BaseTrial):
         self._storage = TrialStorageView(
             assignment.trial_id,
             set_user_attr=self.set_user_attr,
-            set_system_attr=lambda key, value: self._send_attr(key, value, events.SYSTEM_ATTR),
+            set_system_attr=self._write_system_attr,
         )
 
     # ----------------------------------------------------------------------------------- suggest
@@ -123,7 +126,7 @@ class TrialHandle(BaseTrial):
             value = self._sampled[name]
             declared = self._declared.get(name, distribution)
             check_distribution_compatibility(declared, distribution)
-            if not distribution._contains(distribution.to_internal_repr(value)):
+            if not contains(distribution, value):
                 raise ValueError(
                     f"parameter {name!r} was sampled as {value!r} from the declared {declared}, which "
                     f"lies outside the objective's {distribution}; make the two agree"
@@ -142,7 +145,7 @@ class TrialHandle(BaseTrial):
         entry = self._joint.get(name)
         if entry is None or json_to_distribution(entry[0]) != distribution:
             return False
-        return bool(distribution._contains(distribution.to_internal_repr(entry[1])))
+        return contains(distribution, entry[1])
 
     def _request_suggestion(self, name: str, distribution: BaseDistribution) -> Any:
         request = self._next_request
@@ -261,6 +264,19 @@ class TrialHandle(BaseTrial):
         except ChannelClosed:
             pass
 
+    def set_system_attr(self, key: str, value: Any) -> None:
+        """A system attribute of this trial (on the trial in Optuna < 5; ``trial.storage`` writes them in all)."""
+        self._write_system_attr(key, value)
+
+    def _write_system_attr(self, key: str, value: Any) -> None:
+        self._send_attr(key, value, events.SYSTEM_ATTR)
+        self._system_attrs[key] = value
+
+    @property
+    def system_attrs(self) -> dict[str, Any]:
+        """The system attributes this trial set (not those the loop's sampler keeps in storage)."""
+        return dict(self._system_attrs)
+
     @property
     def constraints(self) -> dict[str, float]:
         return dict(self._constraints)
@@ -312,3 +328,10 @@ class TrialHandle(BaseTrial):
     def storage(self) -> TrialStorageView:
         """Writes of this trial's own attributes, sent to the loop (see :mod:`daskopt.trial.study_view`)."""
         return self._storage
+
+
+# The handle offers what the installed Optuna's Trial offers: system attributes up to Optuna 4 (abstract in
+# its BaseTrial), constraints from Optuna 5.
+for _name in ("system_attrs", "set_system_attr", "constraints", "set_constraint"):
+    if not hasattr(optuna.trial.Trial, _name):
+        delattr(TrialHandle, _name)

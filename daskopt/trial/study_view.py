@@ -12,6 +12,7 @@ anything else raises an ``AttributeError`` that names what is not available insi
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -28,8 +29,10 @@ def study_facts(study: optuna.Study) -> dict[str, Any]:
         "directions": [direction.name for direction in study.directions],
         "user_attrs": study.user_attrs,
     }
-    if hasattr(type(study), "system_attrs"):  # Optuna < 5 offers them on the study
-        facts["system_attrs"] = getattr(study, "system_attrs")  # noqa: B009 (absent in Optuna 5)
+    if hasattr(type(study), "system_attrs"):  # Optuna < 5 offers them on the study (deprecated)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            facts["system_attrs"] = getattr(study, "system_attrs")  # noqa: B009 (absent in Optuna 5)
     return facts
 
 

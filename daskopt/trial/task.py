@@ -20,11 +20,12 @@ from typing import Any
 
 import optuna
 
-from daskopt.engine import events
-from daskopt.engine.channel import ChannelClosed, TrialConnection
 from daskopt.errors import first_line
+from daskopt.protocol import events
+from daskopt.protocol.framing import ChannelClosed
 from daskopt.shipping import ObjectiveLoadError, load_objective
 from daskopt.tracking import TrialEnd, TrialStart, trial_loggers
+from daskopt.trial.connection import TrialConnection
 from daskopt.trial.handle import TrialHandle
 from daskopt.trial.result import objective_values
 
@@ -89,8 +90,12 @@ def _run_trial(
     """Run one trial between its loggers' start and end. The loggers end before the loop hears the outcome,
     so a trial's W&B run is finished when the loop records the trial (``finish`` takes a few ms offline,
     counted in the trial's time as the study sees it)."""
-    tracker = trial_loggers(assignment.tracking)
-    handle = TrialHandle(conn, assignment, tracker)
+    try:
+        tracker = trial_loggers(assignment.tracking)
+        handle = TrialHandle(conn, assignment, tracker)
+    except Exception as exc:  # the trial's failure, with its reason, not a lost connection
+        conn.send([events.FINISH, events.FAIL, None, error_info(exc)])
+        return
     stop_heartbeat = _start_heartbeat(conn, assignment.heartbeat_s)
     finish: list[Any] = [events.FINISH, events.FAIL, None, None]
     started = time.monotonic()

@@ -1,7 +1,7 @@
 """The torch_digits study from Python: TPE + ASHA over epochs, on CPU worker processes or on GPUs.
 
-    python examples/torch_digits/run.py                      # CPU: 2 worker processes, 40 trials
-    python examples/torch_digits/run.py --gpu --trials-per-gpu 4 --n-trials 200
+python examples/torch_digits/run.py                      # CPU: 2 worker processes, 40 trials
+python examples/torch_digits/run.py --gpu --trials-per-gpu 4 --n-trials 200
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def main() -> None:
     )
     if args.gpu:
         cluster = gpu_cluster(args.trials_per_gpu)
-        gpu_options = {"gpus_per_trial": 1, "gpu_memory_fraction": args.gpu_memory_fraction}
+        gpu_options = {"resources": daskopt.Resources(gpus_per_trial=1, gpu_memory_fraction=args.gpu_memory_fraction)}
     else:
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True)
         gpu_options = {}

@@ -233,7 +233,16 @@ def test_tpe_with_constraints_func(client):
     assert runs.dask.best_trial.number == runs.plain.best_trial.number
 
 
-@pytest.mark.parametrize("how", ["constraints_func", "set_constraint"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "constraints_func",
+        pytest.param(
+            "set_constraint",
+            marks=pytest.mark.skipif(not hasattr(optuna.trial.Trial, "set_constraint"), reason="Optuna 5 and later"),
+        ),
+    ],
+)
 def test_nsga2_with_constraints(client, how):
     by_func = how == "constraints_func"
     make = study_factory(

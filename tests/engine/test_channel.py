@@ -7,7 +7,9 @@ import threading
 
 import pytest
 
-from daskopt.engine.channel import ChannelClosed, ChannelServer, FrameDecoder, TrialConnection, encode
+from daskopt.engine.channel import ChannelServer
+from daskopt.protocol.framing import ChannelClosed, FrameDecoder, encode
+from daskopt.trial.connection import TrialConnection
 
 
 def test_decoder_reassembles_frames_split_anywhere():

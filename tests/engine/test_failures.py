@@ -66,7 +66,7 @@ def test_timeout_lets_running_trials_finish_as_optuna_does(client):
 
 def test_hard_timeout_stops_running_trials_and_enqueues_them_again(client):
     study = optuna.create_study()
-    daskopt.optimize(study, objectives.slow_reporting, timeout=3.0, hard_timeout=True, client=client)
+    daskopt.optimize(study, objectives.slow_reporting, timeout=daskopt.Timeout(3.0, hard=True), client=client)
     cut = [t for t in study.trials if t.state.name == "FAIL"]
     assert len(cut) == 2 and all(t.user_attrs["fail_reason"] == "interrupted: timeout of 3s reached" for t in cut)
     waiting = [t for t in study.trials if t.state.name == "WAITING"]
@@ -77,7 +77,7 @@ def test_hard_timeout_stops_running_trials_and_enqueues_them_again(client):
 
 def test_trial_timeout_fails_overrunning_trials(client):
     study = optuna.create_study()
-    daskopt.optimize(study, objectives.slow_reporting, n_trials=2, trial_timeout=0.5, client=client)
+    daskopt.optimize(study, objectives.slow_reporting, n_trials=2, failures={"trial_timeout": 0.5}, client=client)
     assert states(study) == {"FAIL": 2}
     assert all("trial_timeout of 0.5s exceeded" in t.user_attrs["fail_reason"] for t in study.trials)
 
@@ -110,7 +110,7 @@ def test_sys_exit_is_caught_when_catch_names_it(client):
 @pytest.mark.parametrize("fail_fast", [5, None], ids=["stops", "off"])
 def test_fail_fast_stops_a_call_whose_first_trials_all_fail_the_same_way(client, fail_fast):
     study = optuna.create_study()
-    call = dict(n_trials=12, client=client, n_concurrent=1, fail_fast=fail_fast)
+    call = dict(n_trials=12, client=client, n_concurrent=1, failures={"fail_fast": fail_fast})
     if fail_fast is None:
         daskopt.optimize(study, objectives.returns(None), **call)
         assert states(study) == {"FAIL": 12}
@@ -124,5 +124,7 @@ def test_fail_fast_stops_a_call_whose_first_trials_all_fail_the_same_way(client,
 
 def test_fail_fast_ignores_failures_once_a_trial_completed(client):
     study = optuna.create_study()
-    daskopt.optimize(study, objectives.raises_on_odd, n_trials=14, client=client, n_concurrent=1, fail_fast=2)
+    daskopt.optimize(
+        study, objectives.raises_on_odd, n_trials=14, client=client, n_concurrent=1, failures={"fail_fast": 2}
+    )
     assert states(study) == {"COMPLETE": 7, "FAIL": 7}

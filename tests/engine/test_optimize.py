@@ -116,7 +116,7 @@ def test_enqueued_points_repeat_with_seeds_and_no_pruning(client):
     study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=-1.0))  # prunes every report
     study.enqueue_trial({"x": 0.25})
     study.enqueue_trial({"x": 0.75})
-    daskopt.optimize(study, objectives.seed_echo, n_trials=6, client=client, repeats=3, seed_base=42)
+    daskopt.optimize(study, objectives.seed_echo, n_trials=6, client=client, trials={"repeats": 3, "seed_base": 42})
     assert states(study) == {"COMPLETE": 6}
     by_x: dict[float, list[int]] = {}
     for trial in study.trials:
@@ -127,7 +127,7 @@ def test_enqueued_points_repeat_with_seeds_and_no_pruning(client):
 
 def test_report_last_n_averages_the_last_reports(client):
     study = optuna.create_study()
-    daskopt.optimize(study, objectives.reports_only, n_trials=3, client=client, report_last_n=2)
+    daskopt.optimize(study, objectives.reports_only, n_trials=3, client=client, trials={"report_last_n": 2})
     assert [t.value for t in study.trials] == [4.5, 4.5, 4.5]
 
 
@@ -197,8 +197,9 @@ def test_from_study_is_a_drop_in(client):
 def test_default_client_is_used(client):
     study = optuna.create_study()
     with client.as_current():
-        daskopt.optimize(study, objectives.sleeps_then_returns, n_trials=3)
+        daskopt.optimize(study, objectives.reports_in_task, n_trials=3, trials={"report_last_n": 1})
     assert states(study) == {"COMPLETE": 3}
+    assert {t.user_attrs["scheduler"] for t in study.trials} == {client.scheduler.address}  # not a private cluster
 
 
 def test_grid_sampler_exhaustion_stops_the_study(client):
@@ -214,11 +215,16 @@ def test_short_trials_chain_on_one_task_without_losing_any(client):
     # reports_only never calls should_prune, so every chained task holds an unread decision when it asks
     # for its next trial: the task must skip it, not mistake it for the loop's answer
     study = optuna.create_study()
-    daskopt.optimize(study, objectives.reports_only, n_trials=30, client=client, report_last_n=1)
+    daskopt.optimize(study, objectives.reports_in_task, n_trials=30, client=client, trials={"report_last_n": 1})
     assert states(study) == {"COMPLETE": 30}
+    tasks = {t.user_attrs["task"] for t in study.trials}
+    assert len(tasks) < 30 / 2  # trials of a few ms each: most ran on a task that had run one before
 
 
 def test_chaining_can_be_turned_off(client):
     study = optuna.create_study()
-    daskopt.optimize(study, objectives.reports_only, n_trials=6, client=client, report_last_n=1, chain_below_s=0)
+    daskopt.optimize(
+        study, objectives.reports_in_task, n_trials=6, client=client, trials={"report_last_n": 1, "chain_below_s": 0}
+    )
     assert states(study) == {"COMPLETE": 6}
+    assert len({t.user_attrs["task"] for t in study.trials}) == 6  # one Dask task per trial

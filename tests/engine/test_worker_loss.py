@@ -23,7 +23,7 @@ def test_killed_worker_fails_the_trial_and_the_study_finishes(client):
 
 def test_killed_worker_trial_is_retried_with_the_same_params(client):
     study = optuna.create_study()
-    daskopt.optimize(study, objectives.kills_its_worker_once, n_trials=8, client=client, max_retries=1)
+    daskopt.optimize(study, objectives.kills_its_worker_once, n_trials=8, client=client, failures={"max_retries": 1})
     counts = states(study)
     assert counts == {"COMPLETE": 8, "FAIL": 1}  # 8 outcomes + the lost attempt
     lost = study.trials[1]
@@ -37,7 +37,9 @@ def test_hung_objective_past_trial_timeout_gets_its_worker_restarted(client):
     pids_before = set(client.run(os.getpid).values())
     study = optuna.create_study()
     config = {"trial_timeout": 3.0, "hung_grace_s": 1.0}  # room for the instant trials on a slow machine
-    daskopt.optimize(study, objectives.hangs_without_checking, n_trials=4, client=client, n_concurrent=2, **config)
+    daskopt.optimize(
+        study, objectives.hangs_without_checking, n_trials=4, client=client, n_concurrent=2, failures=config
+    )
     assert states(study) == {"COMPLETE": 3, "FAIL": 1}
     assert "trial_timeout of 3s exceeded" in study.trials[0].user_attrs["fail_reason"]
     deadline = time.monotonic() + 30
@@ -49,7 +51,12 @@ def test_hung_objective_past_trial_timeout_gets_its_worker_restarted(client):
 def test_retried_trial_resumes_from_the_checkpoint_of_the_attempt_it_replaces(client, tmp_path):
     study = optuna.create_study()
     daskopt.optimize(
-        study, objectives.resumes_from_checkpoint, n_trials=3, client=client, max_retries=1, checkpoint_dir=tmp_path
+        study,
+        objectives.resumes_from_checkpoint,
+        n_trials=3,
+        client=client,
+        failures={"max_retries": 1},
+        tracking={"checkpoint_dir": tmp_path},
     )
     retry = next(t for t in study.trials if t.user_attrs.get("retry_of") == 0)
     assert retry.state.name == "COMPLETE"

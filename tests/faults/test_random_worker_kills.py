@@ -53,7 +53,9 @@ def test_random_kills_leave_exact_outcomes_and_nothing_running(client, max_retri
     killer = Killer(client, kills=4, period=0.8, seed=max_retries)
     killer.start()
     try:
-        daskopt.optimize(study, objectives.sleeps_then_returns, n_trials=200, client=client, max_retries=max_retries)
+        daskopt.optimize(
+            study, objectives.sleeps_then_returns, n_trials=200, client=client, failures={"max_retries": max_retries}
+        )
     finally:
         killer.stop.set()
         killer.join()

@@ -126,8 +126,7 @@ def test_frozen_worker_trial_is_lost_after_heartbeat_timeout(cluster_client, tmp
             objective,
             n_trials=8,
             client=cluster_client,
-            max_retries=max_retries,
-            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            failures=daskopt.Failures(max_retries=max_retries, heartbeat_timeout=HEARTBEAT_TIMEOUT),
             show_progress_bar=False,
         )
         elapsed = time.monotonic() - started
@@ -183,7 +182,7 @@ def test_a_paused_machine_loses_no_trial(cluster_client):
         functools.partial(reports_for, seconds=1.0),
         n_trials=6,
         client=cluster_client,
-        heartbeat_timeout=HEARTBEAT_TIMEOUT,
+        failures=daskopt.Failures(heartbeat_timeout=HEARTBEAT_TIMEOUT),
         callbacks=[pause_everything],
         show_progress_bar=False,
     )
@@ -199,7 +198,7 @@ def test_quiet_but_alive_trial_is_not_lost(cluster_client):
         objective,
         n_trials=2,
         client=cluster_client,
-        heartbeat_timeout=HEARTBEAT_TIMEOUT,
+        failures=daskopt.Failures(heartbeat_timeout=HEARTBEAT_TIMEOUT),
         show_progress_bar=False,
     )
     assert states(study) == {"COMPLETE": 2}, [t.user_attrs.get("fail_reason") for t in study.trials]

@@ -73,7 +73,12 @@ def test_out_of_memory_worker_loses_its_trial_and_the_study_goes_on(small_client
     restarts_before = len(small_client.get_events("worker-restart-memory"))
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     daskopt.optimize(
-        study, hogs_memory_on_trial_1, n_trials=8, client=small_client, max_retries=max_retries, show_progress_bar=False
+        study,
+        hogs_memory_on_trial_1,
+        n_trials=8,
+        client=small_client,
+        failures={"max_retries": max_retries},
+        show_progress_bar=False,
     )
     counts = states(study)
     assert "RUNNING" not in counts and "WAITING" not in counts

@@ -38,7 +38,9 @@ def test_one_dask_cuda_worker_per_gpu_and_each_trial_on_its_workers_gpu():
         assert len(client.nthreads()) == n_gpus()
         assert cluster_slots(client, resources={"GPU_SLOT": 1}) == n_gpus()
         study = optuna.create_study()
-        daskopt.optimize(study, gpu_objectives.cuda_probe, n_trials=2 * n_gpus(), client=client, gpus_per_trial=1)
+        daskopt.optimize(
+            study, gpu_objectives.cuda_probe, n_trials=2 * n_gpus(), client=client, resources={"gpus_per_trial": 1}
+        )
     assert states(study) == {"COMPLETE": 2 * n_gpus()}
     for t in study.trials:
         assert t.user_attrs["device"] == "cuda:0" and t.user_attrs["current_device"] == 0
@@ -51,7 +53,7 @@ def test_k_trials_share_each_gpu_at_once(packing):
     with local_cuda(n_workers=1, trials_per_gpu=2, packing=packing) as client:
         assert cluster_slots(client, resources={"GPU_SLOT": 1}) == 2
         study = optuna.create_study()
-        daskopt.optimize(study, gpu_objectives.cuda_probe, n_trials=6, client=client, gpus_per_trial=1)
+        daskopt.optimize(study, gpu_objectives.cuda_probe, n_trials=6, client=client, resources={"gpus_per_trial": 1})
     assert states(study) == {"COMPLETE": 6}
     assert len({t.user_attrs["uuid"] for t in study.trials}) == 1
     assert objectives.most_at_once(study.trials) == 2
@@ -64,7 +66,11 @@ def test_gpu_memory_fraction_caps_each_trial(packing):
     with local_cuda(n_workers=1, trials_per_gpu=2, packing=packing) as client:
         study = optuna.create_study()
         daskopt.optimize(
-            study, gpu_objectives.memory_cap_probe, n_trials=2, client=client, gpus_per_trial=1, gpu_memory_fraction=0.2
+            study,
+            gpu_objectives.memory_cap_probe,
+            n_trials=2,
+            client=client,
+            resources={"gpus_per_trial": 1, "gpu_memory_fraction": 0.2},
         )
     assert states(study) == {"COMPLETE": 2}
     for t in study.trials:
@@ -77,7 +83,9 @@ def test_a_two_gpu_trial_runs_nccl_ranks_on_its_two_gpus():
         pytest.skip("needs 2 GPUs")
     with local_cuda(gpus_per_trial=2) as client:
         study = optuna.create_study(direction="maximize")
-        daskopt.optimize(study, objectives.distributed_objective, n_trials=2, client=client, gpus_per_trial=2)
+        daskopt.optimize(
+            study, objectives.distributed_objective, n_trials=2, client=client, resources={"gpus_per_trial": 2}
+        )
     assert states(study) == {"COMPLETE": 2}
     for t in study.trials:
         assert t.value == pytest.approx(3 * t.params["scale"])  # rank 0's all_reduce over both GPUs

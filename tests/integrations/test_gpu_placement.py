@@ -35,7 +35,11 @@ def test_processes_layout_packs_k_trials_per_gpu_each_in_its_own_process(pinned_
     assert cluster_slots(pinned_client, resources={"GPU_SLOT": 1}) == 4
     study = optuna.create_study()
     daskopt.optimize(
-        study, objectives.gpu_probe, n_trials=8, client=pinned_client, gpus_per_trial=1, gpu_memory_fraction=0.25
+        study,
+        objectives.gpu_probe,
+        n_trials=8,
+        client=pinned_client,
+        resources={"gpus_per_trial": 1, "gpu_memory_fraction": 0.25},
     )
     assert states(study) == {"COMPLETE": 8}
     trials = study.trials
@@ -56,7 +60,11 @@ def test_threads_layout_shares_one_process_so_the_cap_covers_its_trials(threads_
     assert cluster_slots(threads_client, resources={"GPU_SLOT": 1}) == 2
     study = optuna.create_study()
     daskopt.optimize(
-        study, objectives.gpu_probe, n_trials=4, client=threads_client, gpus_per_trial=1, gpu_memory_fraction=0.25
+        study,
+        objectives.gpu_probe,
+        n_trials=4,
+        client=threads_client,
+        resources={"gpus_per_trial": 1, "gpu_memory_fraction": 0.25},
     )
     assert states(study) == {"COMPLETE": 4}
     for t in study.trials:
@@ -70,7 +78,7 @@ def test_threads_layout_shares_one_process_so_the_cap_covers_its_trials(threads_
 def test_multi_gpu_trials_hold_disjoint_gpus_of_their_worker(multi_client):
     assert cluster_slots(multi_client, resources={"GPU_SLOT": 2}) == 2
     study = optuna.create_study()
-    daskopt.optimize(study, objectives.gpu_probe, n_trials=6, client=multi_client, gpus_per_trial=2)
+    daskopt.optimize(study, objectives.gpu_probe, n_trials=6, client=multi_client, resources={"gpus_per_trial": 2})
     assert states(study) == {"COMPLETE": 6}
     for t in study.trials:
         assert len(t.user_attrs["devices"]) == 2
@@ -85,7 +93,7 @@ def test_multi_gpu_trials_hold_disjoint_gpus_of_their_worker(multi_client):
 def test_a_gpu_request_no_worker_can_serve_is_refused(client):
     study = optuna.create_study()
     with pytest.raises(ClusterError, match="GPU_SLOT"):
-        daskopt.optimize(study, objectives.gpu_probe, n_trials=2, client=client, gpus_per_trial=1)
+        daskopt.optimize(study, objectives.gpu_probe, n_trials=2, client=client, resources={"gpus_per_trial": 1})
     assert not study.trials
 
 

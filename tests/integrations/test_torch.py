@@ -115,7 +115,9 @@ def test_a_pruned_trial_stops_its_ranks(tmp_path):
 def test_a_two_gpu_trial_launches_its_ranks_through_daskopt(multi_client):
     """gpus_per_trial = 2 on the CPU stand-in of a 4-GPU node: each trial's 2 gloo ranks see its 2 GPUs."""
     study = optuna.create_study(direction="maximize")
-    daskopt.optimize(study, objectives.distributed_objective, n_trials=2, client=multi_client, gpus_per_trial=2)
+    daskopt.optimize(
+        study, objectives.distributed_objective, n_trials=2, client=multi_client, resources={"gpus_per_trial": 2}
+    )
     assert states(study) == {"COMPLETE": 2}
     for trial in study.trials:
         assert trial.value == pytest.approx(3 * trial.params["scale"])  # all_reduce of scale * (1 + 2), rank 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from daskopt.tracking import (
     WandbTrialLogger,
     tracking_settings,
 )
+from tests.tracking.wandb_files import offline_runs
 
 FAKE_KEY = "fake0123456789abcdef0123456789abcdef0123"
 
@@ -108,6 +110,10 @@ def test_trial_logger_contract(tmp_path, kind):
     _trial_hooks(logger)
     # trial_end comes also when trial_start never happened (or failed): it must not raise
     _trial_loggers(tmp_path)[kind].trial_end(TrialEnd(1, "FAIL", None, {}, 0.0, "", "ValueError: x"))
+    runs = offline_runs(tmp_path, count=1) if kind == "wandb" else []
+    assert len(runs) == (1 if kind == "wandb" else 0)  # one finished run for the trial that started
+    if runs:
+        assert runs[0].exit_code == 0
 
 
 @pytest.mark.parametrize("kind", ["base", "jsonl", "wandb"])
@@ -121,3 +127,15 @@ def test_study_logger_contract(tmp_path, kind):
     failed = study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
     logger.trial_finished(study, failed, "")  # never started: told FAIL before it ran
     logger.study_end(study)
+    if kind == "jsonl":
+        lines = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+        events = [(r["event"], r.get("number"), r.get("state")) for r in lines]
+        assert events == [
+            ("study_start", None, None),
+            ("trial_start", 0, None),
+            ("trial_end", 0, "COMPLETE"),
+            ("trial_end", 1, "FAIL"),
+            ("study_end", None, None),
+        ]
+    if kind == "wandb":
+        assert len(offline_runs(tmp_path, count=1)) == 1  # the study's own run, finished

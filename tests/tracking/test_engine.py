@@ -46,8 +46,7 @@ def tracked(client, tmp_path_factory):
         n_trials=6,
         client=client,
         search_space=SPACE,
-        wandb={"mode": "offline", "tags": ["t1"]},
-        output_dir=out,
+        tracking=daskopt.Tracking(wandb={"mode": "offline", "tags": ["t1"]}, output_dir=out),
         show_progress_bar=False,
     )
     return study, out, offline_runs(out, count=7)
@@ -115,8 +114,7 @@ def test_no_api_key_in_any_file_or_output(client, tmp_path, monkeypatch, capfd, 
             n_trials=4,
             client=client,
             search_space=SPACE,
-            wandb={"mode": "offline", "settings": {"silent": False}},
-            output_dir=tmp_path,
+            tracking=daskopt.Tracking(wandb={"mode": "offline", "settings": {"silent": False}}, output_dir=tmp_path),
         )
         assert len(offline_runs(tmp_path, count=5)) == 5
         worker_logs = json.dumps(client.get_worker_logs())
@@ -155,7 +153,7 @@ if __name__ == "__main__":
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=40) as cluster, Client(cluster) as client:
         daskopt.optimize(optuna.create_study(), objective, n_trials=3, client=client,
-                         wandb={"mode": "disabled"}, output_dir="out", show_progress_bar=False)
+                         tracking={"wandb": {"mode": "disabled"}, "output_dir": "out"}, show_progress_bar=False)
         workers = list(client.run(lambda: "wandb" in sys.modules).values())
     print(json.dumps({"driver": "wandb" in sys.modules, "workers": workers}))
 """

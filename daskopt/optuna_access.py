@@ -1,0 +1,84 @@
+"""Every use of Optuna's private names, in one place.
+
+daskopt drives a study from outside Optuna's own ``optimize`` loop, and a few things that loop does have
+no public API: writing an attribute of a trial by its id, the flag ``study.stop()`` sets, the per-thread
+trial cache that ``ask``/``tell`` clear, an enqueued trial's fixed parameters, the frozen trial the pruner
+is handed, and a distribution's range check. Each is wrapped here with what it is for, so that an Optuna
+release that moves one breaks one function, found by the tests that run against both ends of the
+supported range (pyproject.toml pins it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial
+
+
+def trial_id(trial: optuna.Trial) -> int:
+    """The storage's id of a live trial (storage calls take ids, not numbers)."""
+    return int(trial._trial_id)
+
+
+def set_trial_system_attr(study: optuna.Study, trial_id: int, key: str, value: Any) -> None:
+    study._storage.set_trial_system_attr(trial_id, key, value)
+
+
+def set_trial_user_attr(study: optuna.Study, trial_id: int, key: str, value: Any) -> None:
+    """Write a user attribute of a trial that no live ``optuna.Trial`` holds (a stored one)."""
+    study._storage.set_trial_user_attr(trial_id, key, value)
+
+
+def stored_trial_id(trial: FrozenTrial) -> int:
+    return int(trial._trial_id)
+
+
+def all_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Every trial, without copies and straight from the storage (no study-level caching)."""
+    return study._storage.get_all_trials(study._study_id, deepcopy=False)
+
+
+def stop_requested(study: optuna.Study) -> bool:
+    """Whether ``study.stop()`` was called (by a callback, a sampler) during this optimize call."""
+    return bool(getattr(study, "_stop_flag", False))
+
+
+def set_in_optimize(study: optuna.Study, value: bool) -> None:
+    """Mark ``study`` as inside (or out of) an optimize call, as Optuna's own ``optimize`` does, so samplers
+    and callbacks can call ``study.stop()``; leaving clears a stop request for the next call."""
+    local = getattr(study, "_thread_local", None)
+    if local is not None:
+        local.in_optimize_loop = value
+    if not value and hasattr(study, "_stop_flag"):
+        study._stop_flag = False
+
+
+def clear_trials_cache(study: optuna.Study) -> None:
+    """Drop this thread's cached list of the study's trials (what ``ask`` and ``tell`` do on their thread)."""
+    local = getattr(study, "_thread_local", None)
+    if local is not None and hasattr(local, "cached_all_trials"):
+        local.cached_all_trials = None
+
+
+def fixed_params(trial: optuna.Trial) -> dict[str, Any] | None:
+    """An enqueued trial's fixed parameters (``None`` where this Optuna does not expose them)."""
+    fixed = getattr(trial, "_fixed_params", None)
+    return None if fixed is None else dict(fixed)
+
+
+def latest_frozen(trial: optuna.Trial) -> FrozenTrial | None:
+    """The frozen trial ``should_prune`` hands the pruner, reports included (``None``: not available)."""
+    get = getattr(trial, "_get_latest_trial", None)
+    return None if get is None else get()
+
+
+def enqueued_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The parameters a WAITING trial was enqueued with."""
+    return dict(trial.system_attrs.get("fixed_params", {}))
+
+
+def contains(distribution: BaseDistribution, value: Any) -> bool:
+    """Whether ``value`` (external representation) lies in ``distribution``'s range and steps."""
+    return bool(distribution._contains(distribution.to_internal_repr(value)))

@@ -1,0 +1,50 @@
+"""Frames on the trial channel: a 4-byte big-endian length, then a msgpack array (:mod:`.events`).
+
+Both ends use this module: the loop's asyncio server (:mod:`daskopt.engine.channel`) and the trial's
+connection (:mod:`daskopt.trial.connection`). Nothing received is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import msgpack
+
+_HEADER = struct.Struct(">I")
+MAX_FRAME = 256 * 1024 * 1024  # an objective pickle can be large; anything above is a protocol error
+
+
+def encode(message: list[Any]) -> bytes:
+    """One frame: length header + msgpack body."""
+    body = msgpack.packb(message, use_bin_type=True)
+    return _HEADER.pack(len(body)) + body
+
+
+class FrameDecoder:
+    """Accumulates bytes and yields the complete messages they contain."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[list[Any]]:
+        self._buffer += data
+        messages: list[list[Any]] = []
+        buffer = self._buffer
+        offset = 0
+        while len(buffer) - offset >= 4:
+            (size,) = _HEADER.unpack_from(buffer, offset)
+            if size > MAX_FRAME:
+                raise ValueError(f"frame of {size} bytes exceeds the {MAX_FRAME}-byte limit")
+            end = offset + 4 + size
+            if len(buffer) < end:
+                break
+            messages.append(msgpack.unpackb(bytes(buffer[offset + 4 : end]), raw=False))
+            offset = end
+        if offset:
+            del buffer[:offset]
+        return messages
+
+
+class ChannelClosed(ConnectionError):
+    """The loop's end went away (study stopped, client process gone)."""
