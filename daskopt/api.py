@@ -15,7 +15,7 @@ from optuna.distributions import BaseDistribution
 
 from daskopt import gpu
 from daskopt.arguments import check_callbacks, check_catch, check_optimize_arguments
-from daskopt.engine.config import Callback, EngineConfig
+from daskopt.engine.config import Callback, EngineConfig, ServiceStarter
 from daskopt.engine.loop import Engine
 from daskopt.engine.repeats import expand_repeats
 from daskopt.engine.slots import check_resources, cluster_slots
@@ -42,6 +42,7 @@ def optimize(
     tracking: Tracking | Mapping[str, Any] | None = None,
     trials: TrialOptions | Mapping[str, Any] | None = None,
     dashboard: Dashboard | bool | Mapping[str, Any] | None = None,
+    services: Iterable[ServiceStarter] = (),
 ) -> optuna.Study:
     """Run ``objective`` on a Dask cluster, each trial a Dask task, and return ``study``.
 
@@ -71,6 +72,9 @@ def optimize(
         trials: :class:`~daskopt.TrialOptions`: ``report_last_n``, seeded repeats, task chaining.
         dashboard: serve the live Bokeh page while the call runs (its URL is printed): ``True``, or a
             :class:`~daskopt.Dashboard` (or a dict of its fields).
+        services: your own services beside the loop: each ``start(engine_view)`` is called on the loop's
+            event loop when the call starts and returns an object whose ``async close()`` is awaited when
+            it ends; ``engine_view`` (:class:`daskopt.engine.view.EngineView`) is read-only.
     """
     check_optimize_arguments(locals())
     catch_types, callbacks = check_catch(catch), check_callbacks(callbacks)
@@ -79,7 +83,10 @@ def optimize(
     tracking_, trials_ = coerce("tracking", tracking), coerce("trials", trials)
     board = Dashboard.coerce(dashboard)
     trial_tracking = tracking_settings(study.study_name, wandb=tracking_.wandb, output_dir=tracking_.output_dir)
-    services = _dashboard(board)  # before _client_for: a LocalCluster started there lists the page
+    starters = tuple(services)
+    if not all(map(callable, starters)):
+        raise TypeError(f"daskopt.optimize: services must be callables start(engine_view), got {starters!r}")
+    starters = _dashboard(board) + starters  # before _client_for: a LocalCluster started there lists the page
     objective, request = gpu.prepare(
         objective,
         dict(resources_.dask) if resources_.dask else None,
@@ -104,7 +111,7 @@ def optimize(
             checkpoint_root=None if checkpoint is None else str(Path(checkpoint).resolve()),
             tracking=trial_tracking,
             study_logger=study_loggers(trial_tracking, tracking_.output_dir, extra=tracking_.loggers),
-            services=services,
+            services=starters,
         )
         expand_repeats(study, trials_.repeats, trials_.seed_base)
         _run(Engine(study, objective, active, config))

@@ -228,3 +228,30 @@ def test_chaining_can_be_turned_off(client):
     )
     assert states(study) == {"COMPLETE": 6}
     assert len({t.user_attrs["task"] for t in study.trials}) == 6  # one Dask task per trial
+
+
+class CountingService:
+    """A user's own service beside the loop: reads the engine view when the call ends."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.started_with = engine.counts.finished
+        self.closed_with: int | None = None
+
+    async def close(self) -> None:
+        self.closed_with = self.engine.counts.finished
+
+
+def test_services_start_with_the_call_and_close_at_its_end(client):
+    started: list[CountingService] = []
+
+    def start(engine) -> CountingService:
+        started.append(CountingService(engine))
+        return started[-1]
+
+    study = optuna.create_study()
+    daskopt.optimize(study, objectives.quadratic, n_trials=5, client=client, services=[start])
+    assert len(started) == 1
+    service = started[0]
+    assert service.engine.study is study and len(service.engine.timeline) == 5
+    assert (service.started_with, service.closed_with) == (0, 5)
