@@ -65,20 +65,25 @@ def dumps_objective(objective: Any) -> bytes:
 
 def local_modules() -> list[types.ModuleType]:
     """Imported modules from files that belong to no installed distribution and not to the stdlib."""
-    roots = _installed_roots()
     installed = _installed_top_levels()
     modules = []
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
         if not path or name == "__main__" or name.partition(".")[0] in installed:
             continue
-        try:
-            resolved = Path(path).resolve()
-        except (OSError, RuntimeError):
-            continue
-        if not any(resolved.is_relative_to(root) for root in roots):
+        if not _installed_file(path):
             modules.append(module)
     return modules
+
+
+@functools.lru_cache(maxsize=None)
+def _installed_file(path: str) -> bool:
+    """Whether ``path`` lies below the stdlib or a site-packages folder (cached: resolving is the cost)."""
+    try:
+        resolved = Path(path).resolve()
+    except (OSError, RuntimeError):
+        return True  # unreadable: leave it to pickling by reference
+    return any(resolved.is_relative_to(root) for root in _installed_roots())
 
 
 @functools.cache

@@ -46,6 +46,7 @@ def run_trial_task(address: str, token: str, task_id: int, digest: str) -> str:
     except OSError:
         return "loop-gone"  # the study already ended and closed its port
     ran = 0
+    heartbeat: threading.Event | None = None  # one heartbeat thread per task, not per trial
     try:
         worker, pid = _worker_identity()
         has_objective = digest in _objectives
@@ -61,14 +62,23 @@ def run_trial_task(address: str, token: str, task_id: int, digest: str) -> str:
                 conn.send([events.FINISH, events.FAIL, None, error_info(exc)])
                 break
             has_objective = True
+            heartbeat = heartbeat or _start_heartbeat(conn, assignment.heartbeat_s)
             started = time.monotonic()
-            _run_trial(conn, objective, assignment, worker)
+            try:
+                _run_trial(conn, objective, assignment, worker)
+            except ChannelClosed:
+                raise
+            except Exception as exc:  # daskopt's side of the trial broke: the trial fails with the reason
+                conn.send([events.FINISH, events.FAIL, None, error_info(exc)])
+                break
             ran += 1
             if time.monotonic() - started >= assignment.chain_below_s:
                 break
     except ChannelClosed:
         return f"ran {ran}, loop gone"
     finally:
+        if heartbeat is not None:
+            heartbeat.set()
         conn.close()
     return f"ran {ran}"
 
@@ -96,7 +106,6 @@ def _run_trial(
     except Exception as exc:  # the trial's failure, with its reason, not a lost connection
         conn.send([events.FINISH, events.FAIL, None, error_info(exc)])
         return
-    stop_heartbeat = _start_heartbeat(conn, assignment.heartbeat_s)
     finish: list[Any] = [events.FINISH, events.FAIL, None, None]
     started = time.monotonic()
     try:
@@ -107,7 +116,6 @@ def _run_trial(
         error = finish[3]["message"] if finish[3] else None
         duration = time.monotonic() - started
         tracker.trial_end(TrialEnd(assignment.number, finish[1], finish[2], handle.params, duration, worker, error))
-        stop_heartbeat.set()
     conn.send(finish)
 
 

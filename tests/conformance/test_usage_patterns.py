@@ -314,17 +314,12 @@ def test_scikit_learn_cross_val_score(client):
     assert runs.dask.best_value == pytest.approx(runs.plain.best_value)
 
 
-def test_xgboost_pruning_callback(client):
+@pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
+def test_integration_pruning_callback(client, library):
+    """optuna-integration's XGBoost / LightGBM pruning callback, unmodified."""
+    objective = {"xgboost": patterns.xgboost_pruned, "lightgbm": patterns.lightgbm_pruned}[library]
     make = study_factory(sampler=RANDOM, pruner=lambda: MedianPruner(n_startup_trials=2, n_warmup_steps=2))
-    runs = run_both(make, patterns.xgboost_pruned, client, n_trials=8)
-    assert counts(runs.plain).get("PRUNED", 0) > 0, "the scenario must prune in Optuna"
-    assert_same_trials(runs, fields=("state", "values", "params", "intermediate_values"), rel=1e-9)
-    assert_same_failures(runs)
-
-
-def test_lightgbm_pruning_callback(client):
-    make = study_factory(sampler=RANDOM, pruner=lambda: MedianPruner(n_startup_trials=2, n_warmup_steps=2))
-    runs = run_both(make, patterns.lightgbm_pruned, client, n_trials=8)
+    runs = run_both(make, objective, client, n_trials=8)
     assert counts(runs.plain).get("PRUNED", 0) > 0, "the scenario must prune in Optuna"
     assert_same_trials(runs, fields=("state", "values", "params", "intermediate_values"), rel=1e-9)
     assert_same_failures(runs)
