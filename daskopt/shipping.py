@@ -76,7 +76,7 @@ def local_modules() -> list[types.ModuleType]:
     return modules
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _installed_file(path: str) -> bool:
     """Whether ``path`` lies below the stdlib or a site-packages folder (cached: resolving is the cost)."""
     try:

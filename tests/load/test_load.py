@@ -87,7 +87,9 @@ def test_ten_thousand_trials_exact_counts_and_bounded_driver_memory(wide_client)
         show_progress_bar=False,
     )
     grown = _rss() - before
-    assert states(study) == {"COMPLETE": 10_000}, {t.user_attrs.get("fail_reason") for t in study.trials if t.state.name != "COMPLETE"}
+    assert states(study) == {"COMPLETE": 10_000}, {
+        t.user_attrs.get("fail_reason") for t in study.trials if t.state.name != "COMPLETE"
+    }
     assert [t.number for t in study.trials] == list(range(10_000))
     assert all(t.value == t.params["x"] for t in study.trials)
     assert grown < 500 * MiB, f"the driver grew by {grown / MiB:.0f} MiB for 10,000 trials"
