@@ -19,7 +19,16 @@ from collections.abc import Sequence
 
 from benchmarks.common import Settings, emit, machine, quiet, shared_clusters, versions
 
-BENCHMARKS = ("overhead", "prune_latency", "result_throughput", "bookkeeping", "slow_sampler", "anytime", "scale")
+BENCHMARKS = (
+    "overhead",
+    "prune_latency",
+    "result_throughput",
+    "relay_cost",
+    "bookkeeping",
+    "slow_sampler",
+    "anytime",
+    "scale",
+)
 
 
 def _run_engine(settings: Settings) -> None:

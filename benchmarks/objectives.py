@@ -206,3 +206,16 @@ class TimedSampler(optuna.samplers.BaseSampler):
 
     def reseed_rng(self) -> None:
         self.base.reseed_rng()
+
+
+def busy_reporter(trial: Any, seconds: float) -> float:
+    """Report and ask ``should_prune()`` as fast as possible for ``seconds`` (a constant curve: never
+    pruned), the heaviest load a trial can put on the channel."""
+    trial.suggest_float("x", 0.0, 1.0)
+    deadline = time.monotonic() + seconds
+    step = 0
+    while time.monotonic() < deadline:
+        trial.report(1.0, step)
+        trial.should_prune()
+        step += 1
+    return 1.0

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from daskopt.api import DistributedStudy, from_study, optimize
-from daskopt.errors import ClusterError, DaskoptError, ObjectiveError, SchedulerLost, SpecError
+from daskopt.errors import ChannelUnreachable, ClusterError, DaskoptError, ObjectiveError, SchedulerLost, SpecError
 from daskopt.settings import Dashboard, Failures, Resources, Timeout, Tracking, TrialOptions
 from daskopt.trial.handle import TrialHandle
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ChannelUnreachable",
     "ClusterError",
     "Dashboard",
     "DaskoptError",

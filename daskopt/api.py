@@ -7,7 +7,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 from distributed import Client, LocalCluster
@@ -43,6 +43,7 @@ def optimize(
     trials: TrialOptions | Mapping[str, Any] | None = None,
     dashboard: Dashboard | bool | Mapping[str, Any] | None = None,
     services: Iterable[ServiceStarter] = (),
+    channel: Literal["auto", "direct", "relay"] = "auto",
 ) -> optuna.Study:
     """Run ``objective`` on a Dask cluster, each trial a Dask task, and return ``study``.
 
@@ -75,6 +76,10 @@ def optimize(
         services: your own services beside the loop: each ``start(engine_view)`` is called on the loop's
             event loop when the call starts and returns an object whose ``async close()`` is awaited when
             it ends; ``engine_view`` (:class:`daskopt.engine.view.EngineView`) is read-only.
+        channel: how trials reach this process: ``"auto"`` (direct when the workers can connect to it, else
+            relayed through the scheduler; a line says which), ``"direct"`` (an error at once if they
+            cannot) or ``"relay"`` (through the scheduler only: the client needs to reach the scheduler
+            and nothing else).
     """
     check_optimize_arguments(locals())
     catch_types, callbacks = check_catch(catch), check_callbacks(callbacks)
@@ -112,6 +117,7 @@ def optimize(
             tracking=trial_tracking,
             study_logger=study_loggers(trial_tracking, tracking_.output_dir, extra=tracking_.loggers),
             services=starters,
+            channel=channel,
         )
         expand_repeats(study, trials_.repeats, trials_.seed_base)
         _run(Engine(study, objective, active, config))

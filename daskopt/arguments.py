@@ -14,6 +14,8 @@ from typing import Any
 from distributed import Client
 from optuna.distributions import BaseDistribution
 
+CHANNELS = ("auto", "direct", "relay")  # the trial channel's paths (daskopt/engine/trial_channel.py)
+
 
 def _fail(name: str, expected: str, value: Any, error: type[Exception] = ValueError, where: str = "") -> None:
     raise error(f"{where or 'daskopt.optimize'}: {name} must be {expected}, got {value!r}")
@@ -99,3 +101,5 @@ def check_optimize_arguments(arguments: Mapping[str, Any]) -> None:
             TypeError,
         )
     check_bool("show_progress_bar", a["show_progress_bar"])
+    if a["channel"] not in CHANNELS:
+        _fail("channel", " or ".join(map(repr, CHANNELS)), a["channel"])

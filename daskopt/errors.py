@@ -44,6 +44,10 @@ class ClusterError(DaskoptError):
     """The cluster cannot run the study (unreachable scheduler, no workers, unknown resources)."""
 
 
+class ChannelUnreachable(ClusterError):
+    """No path for the trial channel: workers cannot reach this client and the relay is off or failed."""
+
+
 class SchedulerLost(DaskoptError):
     """The scheduler went away mid-study. Finished trials are stored; running ones were marked cancelled."""
 

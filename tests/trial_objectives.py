@@ -154,3 +154,16 @@ def records_what_it_saw(trial: optuna.Trial) -> float:
         seen["w"] = trial.suggest_float("w", 0.0, 1.0)
     trial.set_user_attr("seen", seen)
     return seen["x"] ** 2 + seen["n"] + seen.get("w", 0.0)
+
+
+def define_by_run_with_attrs(trial: optuna.Trial) -> float:
+    """Define-by-run suggests (one conditional), a user attribute, then reports with should_prune."""
+    x = trial.suggest_float("x", -10, 10)
+    kind = trial.suggest_categorical("kind", ["a", "b"])
+    extra = trial.suggest_int("extra", 0, 3) if kind == "b" else 0
+    trial.set_user_attr("seen", trial.number)
+    for step in range(8):
+        trial.report(x**2 + extra + (8 - step), step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return x**2 + extra

@@ -52,6 +52,7 @@ class EngineConfig:
     tracking: dict[str, Any] | None = None  # sent to every trial, see daskopt.tracking.trial_loggers
     study_logger: StudyLogger | None = None  # driver-side hooks, see daskopt.tracking.base.StudyLogger
     services: Sequence[ServiceStarter] = ()
+    channel: str = "auto"  # the trial channel: "auto", "direct" or "relay" (engine/trial_channel.py)
     # engine knobs that are not user settings (tests and benchmarks set them)
     restart_hung_workers: bool = True
     channel_host: str | None = None

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import math
 import secrets
+import sys
 import time
 from collections import deque
 from typing import Any
@@ -28,7 +29,7 @@ from optuna.trial import TrialState
 
 from daskopt import attributes, optuna_access
 from daskopt.engine.assignments import Assignments
-from daskopt.engine.channel import ChannelServer, Connection, channel_host, channel_tls
+from daskopt.engine.channel import Connection
 from daskopt.engine.config import EngineConfig
 from daskopt.engine.define_by_run import DefineByRun, joint_sample
 from daskopt.engine.progress import Progress
@@ -36,11 +37,13 @@ from daskopt.engine.pruning import PruneDecider
 from daskopt.engine.sampling import SamplingGate, ask_ahead
 from daskopt.engine.state import Counts, FailFast, TaskState, TimelineEntry, TrialRun
 from daskopt.engine.tasks import TaskPool
+from daskopt.engine.trial_channel import TrialChannel
 from daskopt.engine.watchdog import Watchdog
-from daskopt.errors import ObjectiveError, SchedulerLost
+from daskopt.errors import ChannelUnreachable, ObjectiveError, SchedulerLost
 from daskopt.optuna_access import set_in_optimize
 from daskopt.protocol import events
 from daskopt.tracking.base import StudyLogger
+from daskopt.trial.task import UNREACHABLE
 
 logger = logging.getLogger("daskopt")
 
@@ -75,7 +78,7 @@ class Engine:
         self._stopping: str | None = None
         self._hard_stop = False  # a stop that ended running trials (else they finish, as in Optuna)
         self._requeue_cut = False  # ... and enqueued them again for a later call
-        self._error: ObjectiveError | SchedulerLost | None = None
+        self._error: ObjectiveError | SchedulerLost | ChannelUnreachable | None = None
         self._to_decide: set[int] = set()
         self._fail_fast = FailFast(config.failures.fail_fast)
         self._pruning = PruneDecider(study)
@@ -85,8 +88,8 @@ class Engine:
         self._sampling = SamplingGate()  # asks
         self._trial_s: float | None = None  # moving average of finished trials' durations
         self._define_by_run = DefineByRun()
-        self._server = ChannelServer(
-            channel_host(client, config.channel_host), self._on_messages, self._on_closed, channel_tls(client)
+        self._channel = TrialChannel(
+            client, config.channel, self._token, self._on_messages, self._on_closed, config.channel_host
         )
         self._progress = Progress(config.show_progress, config.n_trials)
         self._deadline = time.monotonic() + config.timeout.seconds if config.timeout else None
@@ -96,12 +99,20 @@ class Engine:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self._done: asyncio.Future[None] = loop.create_future()
-        address = self.channel_address = await self._server.start()
+        try:
+            choice = await self._channel.open()
+        except BaseException:
+            await self._channel.close()
+            raise
+        self.channel_address = choice.address
+        self.relay_transport = self._channel.relay.transport if choice.route and self._channel.relay else None
+        logger.info("daskopt: trial channel: %s", choice.line)
+        if self.config.show_progress:
+            print(f"daskopt: trial channel: {choice.line}", file=sys.stderr, flush=True)
         self._pool = TaskPool(
             self.client,
             loop,
-            address,
-            self._token,
+            (choice.address, self._token, choice.route),
             self._assignments.digest,
             self._on_task_done,
             self.config.resources,
@@ -125,7 +136,7 @@ class Engine:
             self._study_logger.study_end(self.study)
             for service in services:
                 await service.close()
-            await self._server.close()
+            await self._channel.close()
             self._sampling.shutdown()
             self._define_by_run.shutdown()
             self._progress.stop(self.counts, len(self.running))
@@ -308,6 +319,10 @@ class Engine:
             self._on_finish(run, message[1], message[2], message[3])
 
     def _on_hello(self, conn: Connection, message: list[Any]) -> None:
+        if message[:2] == [events.PROBE, self._token]:  # a worker checking it can reach the direct channel
+            conn.send([events.STOP])
+            conn.close()
+            return
         if len(message) != 6 or message[0] != events.HELLO or message[1] != self._token:
             conn.close()  # not one of our tasks
             return
@@ -437,6 +452,11 @@ class Engine:
     def _on_task_done(self, task_id: int, future: Future) -> None:
         if future.status == "error" and self._stopping is None:
             logger.debug("daskopt: task %d ended with %s", task_id, future.exception())
+        elif future.status == "finished" and self._stopping is None and self._error is None:
+            result = future.result()
+            if isinstance(result, str) and result.startswith(UNREACHABLE):  # a worker with no path to us
+                self._error = ChannelUnreachable(self._channel.unreachable(result.removeprefix(UNREACHABLE)))
+                self._error_stop(str(self._error))
         if not self._done.done():
             self._fill()
 

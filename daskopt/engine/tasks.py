@@ -25,8 +25,7 @@ class TaskPool:
         self,
         client: Client,
         loop: asyncio.AbstractEventLoop,
-        address: str,
-        token: str,
+        channel: tuple[str | None, str, str | None],
         digest: str,
         on_done: Callable[[int, Future], None],
         resources: dict[str, float] | None = None,
@@ -34,7 +33,7 @@ class TaskPool:
     ) -> None:
         self._client = client
         self._loop = loop
-        self._args = (address, token)
+        self._address, self._token, self._route = channel  # direct address, token, relay route
         self._digest = digest
         self._on_done = on_done
         self._resources = resources
@@ -52,9 +51,11 @@ class TaskPool:
             task_id = next(self._ids)
             future = self._client.submit(
                 run_trial_task,
-                *self._args,
+                self._address,
+                self._token,
                 task_id,
                 self._digest,
+                self._route,
                 key=f"{self._prefix}-{task_id}",
                 pure=False,
                 resources=self._resources,

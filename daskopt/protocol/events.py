@@ -13,6 +13,7 @@ Trial -> loop
     ``[PRUNE, request]``                                       ``should_prune()``: decide on the reports so far
     ``[HEARTBEAT]``                                            the task is alive
     ``[FINISH, state, values, error]``                         ``error`` is an :class:`ErrorInfo` dict
+    ``[PROBE, token]``                                         can this worker reach the loop? (answer: STOP)
 
 Loop -> trial
     ``[ASSIGN, assignment_dict]``     the trial to run (see :class:`Assignment`)
@@ -36,6 +37,7 @@ HEARTBEAT = 5
 FINISH = 6
 PARAM = 7
 PRUNE = 8
+PROBE = 9
 
 ASSIGN = 10
 STOP = 11

@@ -70,6 +70,7 @@ def run_study(
                     n_concurrent=None if address else adaptive_slots(spec.cluster),
                     search_space=distributions or None,
                     dashboard=dashboard,
+                    channel=spec.cluster.channel,
                     **settings_from_spec(spec, out),
                 )
             finally:

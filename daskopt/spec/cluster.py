@@ -47,6 +47,7 @@ class ClusterSection(Section):
     address: str | None = None
     connect_timeout: PositiveDuration = 15.0
     scheduler_grace: PositiveDuration = 20.0
+    channel: Literal["auto", "direct", "relay"] = "auto"  # how trials reach the driver (optimize's channel)
     trials_per_gpu: PositiveInt = 1
     gpus_per_trial: PositiveInt = 1
     gpu: bool | None = None  # trials request GPU_SLOT; default: true for local-cuda or gpus_per_trial > 1

@@ -12,11 +12,24 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from daskopt.protocol.framing import ChannelClosed, FrameDecoder, encode
 
 _READABLE, _WRITABLE = getattr(select, "POLLIN", 1), getattr(select, "POLLOUT", 4)  # Windows has no poll
+
+
+class LoopChannel(Protocol):
+    """What a trial uses of its connection to the loop, direct (:class:`TrialConnection`) or relayed through
+    the scheduler (:class:`daskopt.relay.trial_end.RelayedTrialConnection`)."""
+
+    closed: bool
+
+    def send(self, message: list[Any]) -> None: ...
+
+    def receive(self, timeout: float | None = None) -> list[Any] | None: ...
+
+    def close(self, linger: float = 2.0) -> None: ...
 
 
 class TrialConnection:
@@ -38,7 +51,21 @@ class TrialConnection:
         host, port = address.removeprefix("tls://").rsplit(":", 1)
         sock = socket.create_connection((host, int(port)), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock = ssl_context.wrap_socket(sock) if ssl_context is not None else sock  # handshake: blocking
+        self._setup(ssl_context.wrap_socket(sock) if ssl_context is not None else sock)  # handshake: blocking
+
+    @classmethod
+    def adopt(cls, sock: socket.socket, read_ahead: bytes = b"") -> TrialConnection:
+        """A connection over a socket that is already connected (the relay's, taken from a Dask comm), with
+        the bytes already read from it."""
+        conn = cls.__new__(cls)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn._setup(sock)
+        if read_ahead:
+            conn._inbox.extend(conn._decoder.feed(read_ahead))
+        return conn
+
+    def _setup(self, sock: socket.socket) -> None:
+        self._sock = sock
         self._sock.setblocking(False)
         self._tls = isinstance(self._sock, ssl.SSLSocket)
         self._lock = threading.Lock()
@@ -49,6 +76,11 @@ class TrialConnection:
         self._decoder = FrameDecoder()
         self._inbox: list[list[Any]] = []
         self.closed = False
+
+    def send_frame(self, frame: bytes) -> None:
+        """Bytes already framed (the relay's empty "ready" frame)."""
+        with self._lock:
+            self._send_rest(memoryview(frame))
 
     def send(self, message: list[Any]) -> None:
         frame = encode(message)

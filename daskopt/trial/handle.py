@@ -45,7 +45,7 @@ from daskopt.optuna_access import contains
 from daskopt.protocol import events
 from daskopt.protocol.framing import ChannelClosed
 from daskopt.tracking.base import TrialLogger
-from daskopt.trial.connection import TrialConnection
+from daskopt.trial.connection import LoopChannel
 from daskopt.trial.study_view import StudyView, TrialStorageView
 
 _NO_LOGGER = TrialLogger()
@@ -54,9 +54,7 @@ _NO_LOGGER = TrialLogger()
 class TrialHandle(BaseTrial):
     """An ``optuna.Trial``-compatible handle bound to one running trial."""
 
-    def __init__(
-        self, conn: TrialConnection, assignment: events.Assignment, tracker: TrialLogger | None = None
-    ) -> None:
+    def __init__(self, conn: LoopChannel, assignment: events.Assignment, tracker: TrialLogger | None = None) -> None:
         self._conn = conn
         self._tracker = tracker or _NO_LOGGER
         self._assignment = assignment

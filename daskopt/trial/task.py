@@ -11,7 +11,6 @@ The objective travels once per worker process, over the channel, and is cached h
 from __future__ import annotations
 
 import os
-import ssl
 import threading
 import time
 import traceback
@@ -25,26 +24,31 @@ from daskopt.protocol import events
 from daskopt.protocol.framing import ChannelClosed
 from daskopt.shipping import ObjectiveLoadError, load_objective
 from daskopt.tracking import TrialEnd, TrialStart, trial_loggers
-from daskopt.trial.connection import TrialConnection
+from daskopt.trial.connection import LoopChannel
 from daskopt.trial.handle import TrialHandle
+from daskopt.trial.paths import describe, open_channel
 from daskopt.trial.result import objective_values
 
 _objectives: dict[str, Callable[..., Any]] = {}
 _objectives_lock = threading.Lock()
 _MAX_TRACEBACK = 8000
+UNREACHABLE = "unreachable: "  # the start of a task's result when it found no path to the loop
 
 
-def run_trial_task(address: str, token: str, task_id: int, digest: str) -> str:
-    """Run trials until the loop says stop; returns what happened (for logs).
+def run_trial_task(address: str | None, token: str, task_id: int, digest: str, route: str | None = None) -> str:
+    """Run trials until the loop says stop; returns what happened (the loop reads ``unreachable: ...``).
+
+    ``address`` is the loop's direct channel, ``route`` its relay through the scheduler (either may be
+    ``None``): see :func:`daskopt.trial.paths.open_channel`.
 
     Usually that is one trial. A trial shorter than the assignment's ``chain_below_s`` is followed by
     another on the same task and connection: for such trials Dask's dispatch (~3 ms a task) would
     dominate, while longer trials keep one task each (visible per trial in the Dask dashboard).
     """
     try:
-        conn = TrialConnection(address, ssl_context=_worker_tls(address))
-    except OSError:
-        return "loop-gone"  # the study already ended and closed its port
+        conn = open_channel(address, route)
+    except (OSError, ChannelClosed) as exc:  # the study already ended, or this worker has no path to it
+        return f"{UNREACHABLE}{describe(exc)}"
     ran = 0
     heartbeat: threading.Event | None = None  # one heartbeat thread per task, not per trial
     try:
@@ -83,7 +87,7 @@ def run_trial_task(address: str, token: str, task_id: int, digest: str) -> str:
     return f"ran {ran}"
 
 
-def _next_assignment(conn: TrialConnection) -> list[Any] | None:
+def _next_assignment(conn: LoopChannel) -> list[Any] | None:
     """The loop's answer to HELLO: ASSIGN, or ``None`` for STOP. Messages still queued for the previous
     trial of a chaining task (a decision it never asked for, a late cancel) are skipped."""
     while True:
@@ -94,9 +98,7 @@ def _next_assignment(conn: TrialConnection) -> list[Any] | None:
             return message
 
 
-def _run_trial(
-    conn: TrialConnection, objective: Callable[..., Any], assignment: events.Assignment, worker: str
-) -> None:
+def _run_trial(conn: LoopChannel, objective: Callable[..., Any], assignment: events.Assignment, worker: str) -> None:
     """Run one trial between its loggers' start and end. The loggers end before the loop hears the outcome,
     so a trial's W&B run is finished when the loop records the trial (``finish`` takes a few ms offline,
     counted in the trial's time as the study sees it)."""
@@ -154,7 +156,7 @@ def _load_objective(digest: str, payload: bytes | None) -> Callable[..., Any]:
         return _objectives[digest]
 
 
-def _start_heartbeat(conn: TrialConnection, interval: float) -> threading.Event:
+def _start_heartbeat(conn: LoopChannel, interval: float) -> threading.Event:
     """Send a heartbeat every ``interval`` seconds until the returned event is set."""
     stop = threading.Event()
 
@@ -167,16 +169,6 @@ def _start_heartbeat(conn: TrialConnection, interval: float) -> threading.Event:
 
     threading.Thread(target=beat, name="daskopt-heartbeat", daemon=True).start()
     return stop
-
-
-def _worker_tls(address: str) -> ssl.SSLContext | None:
-    """The worker's own TLS identity for a ``tls://`` loop address (mutual TLS, the cluster's CA)."""
-    if not address.startswith("tls://"):
-        return None
-    from distributed import get_worker
-
-    context = get_worker().security.get_connection_args("worker").get("ssl_context")
-    return context if isinstance(context, ssl.SSLContext) else None
 
 
 def _worker_identity() -> tuple[str, int]:

@@ -43,3 +43,14 @@ def test_study_on_a_tls_cluster_uses_a_tls_channel(tls_client):
     asyncio.run(engine.run())
     assert engine.channel_address.startswith("tls://")
     assert states(study) == {"PRUNED": 10}  # every report and prune decision crossed the TLS channel
+
+
+def test_relay_on_a_tls_cluster_runs_on_dask_comms(tls_client):
+    """The relay cannot take a TLS socket from its comm, so it stays on Dask's (TLS) comms end to end."""
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=5.0))
+    config = EngineConfig(n_concurrent=2, n_trials=10, show_progress=False, channel="relay")
+    engine = Engine(study, objectives.quadratic, tls_client, config)
+    asyncio.run(engine.run())
+    assert engine.channel_address is None
+    assert engine.relay_transport == "comm"
+    assert states(study) == {"PRUNED": 10}

@@ -1,0 +1,94 @@
+"""Which path a trial task takes to the engine loop: the direct channel when this worker process can reach
+it, else the relay through the scheduler (:mod:`daskopt.relay`).
+
+The loop probes every worker when a call starts (:func:`probe`, run by ``client.run`` in the worker
+process); a process that failed the probe, or failed to connect once, remembers the address and goes
+straight to the relay afterwards, so only a worker that joins later pays one connect timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import struct
+from typing import Any
+
+import msgpack
+
+from daskopt.protocol import events
+from daskopt.protocol.framing import encode
+from daskopt.relay.trial_end import open_relay
+from daskopt.trial.connection import LoopChannel, TrialConnection
+
+CONNECT_TIMEOUT_S = 3.0  # to the direct channel when the relay is there to fall back on
+_unreachable: dict[str, str] = {}  # direct addresses this process could not reach -> why
+
+
+def open_channel(address: str | None, route: str | None) -> LoopChannel:
+    """A connection to the loop: direct if possible, else relayed. Raises ``OSError``/``ChannelClosed``."""
+    if address is not None and (route is None or address not in _unreachable):
+        try:
+            return TrialConnection(
+                address, timeout=CONNECT_TIMEOUT_S if route else 30.0, ssl_context=worker_tls(address)
+            )
+        except OSError as exc:
+            if route is None:
+                raise
+            _unreachable[address] = describe(exc)
+    if route is None:
+        raise OSError("no path to the engine loop")
+    return open_relay(route)
+
+
+async def probe(address: str, token: str, timeout: float, dask_worker: Any = None) -> str | None:
+    """Run in each worker process by the loop (``client.run`` passes ``dask_worker``): ``None`` when the direct
+    channel answers within ``timeout``, else why not (remembered, so this process's tasks use the relay
+    without trying again)."""
+    host, port = address.removeprefix("tls://").rsplit(":", 1)
+    try:
+        reply = await asyncio.wait_for(_ask(host, int(port), token, worker_tls(address, dask_worker)), timeout)
+    except TimeoutError:
+        reason = f"no answer within {timeout:g} s"
+    except (OSError, ValueError, msgpack.UnpackException) as exc:
+        reason = describe(exc)
+    else:
+        if reply == [events.STOP]:
+            _unreachable.pop(address, None)
+            return None
+        reason = "something else answers on that address"
+    _unreachable[address] = reason
+    return reason
+
+
+async def _ask(host: str, port: int, token: str, context: ssl.SSLContext | None) -> Any:
+    reader, writer = await asyncio.open_connection(host, port, ssl=context)
+    try:
+        writer.write(encode([events.PROBE, token]))
+        await writer.drain()
+        (size,) = struct.unpack(">I", await reader.readexactly(4))
+        if size > 1024:
+            raise ValueError("an oversized answer")
+        return msgpack.unpackb(await reader.readexactly(size), raw=False)
+    finally:
+        writer.close()
+
+
+def describe(exc: BaseException) -> str:
+    """``connection refused``-style text of a socket error."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[0].lower() + exc.strerror[1:]
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def worker_tls(address: str, worker: Any = None) -> ssl.SSLContext | None:
+    """The worker's own TLS identity for a ``tls://`` loop address (mutual TLS, the cluster's CA)."""
+    if not address.startswith("tls://"):
+        return None
+    if worker is None:
+        from distributed import get_worker
+
+        worker = get_worker()
+    context = worker.security.get_connection_args("worker").get("ssl_context")
+    return context if isinstance(context, ssl.SSLContext) else None
