@@ -11,6 +11,10 @@ be read alone. Phases, in one run:
 Per message: the scheduler's CPU seconds over the relay phase minus the direct phase (same study, same
 map), divided by the frames the relay plugin carried. For other work: the map's tasks/s in each phase.
 On 2 cores every phase competes for CPU with the study itself; relay vs direct isolates the relay.
+
+This is also the relay's real layout (a scheduler that is not the driver's process: in-process schedulers
+are reached directly), so the phases report reports/s with a decision per report, and a latency phase
+times ``should_prune()`` inside trials (4 at once, 10 ms of work per step) on both channels.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from distributed import Client
 from distributed.deploy.subprocess import SubprocessCluster
 
 from benchmarks.common import Settings, medians, run_daskopt
-from benchmarks.objectives import busy_reporter
+from benchmarks.objectives import busy_reporter, stepping_objective
+from benchmarks.prune_latency import latencies
 
 NAME = "relay_cost"
 DESCRIPTION = "scheduler CPU per relayed frame, and the scheduler's task rate while trials are relayed"
@@ -73,13 +78,26 @@ def _phase(client: Client, scheduler: psutil.Process, channel: str, seconds: flo
         "scheduler_cpu_s": cpu,
         "frames": _relayed_frames(client) - frames_before,
         "reports": reports,
+        "reports_per_s": reports / seconds,
     }
+
+
+def _latency(client: Client, channel: str, n_trials: int) -> dict[str, Any]:
+    """``should_prune()`` p50/p99 inside 4 concurrent trials of 40 steps of 10 ms (as prune_latency)."""
+    study = optuna.create_study(pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5))
+    objective = functools.partial(stepping_objective, n_steps=40, step_s=0.01)
+    return latencies(study, run_daskopt(client, study, objective, n_trials=n_trials, channel=channel))
+
+
+def _brief(fields: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
 
 
 def run(settings: Settings) -> dict[str, Any]:
     seconds, n_tasks = settings.pick(smoke=(2.0, 100), quick=(6.0, 600), full=(10.0, 1000))
     repeats = settings.reps()
-    runs: dict[str, list[dict[str, Any]]] = {"idle": [], "direct": [], "relay": []}
+    n_latency = settings.pick(smoke=8, quick=24, full=60)
+    runs: dict[str, list[dict[str, Any]]] = {"idle": [], "direct": [], "relay": [], "direct_rtt": [], "relay_rtt": []}
     with (
         SubprocessCluster(n_workers=2, threads_per_worker=2, dashboard_address=":0", silence_logs=40) as cluster,
         Client(cluster) as client,
@@ -93,7 +111,8 @@ def run(settings: Settings) -> dict[str, Any]:
             runs["idle"].append({"tasks_per_s": _task_rate(client.scheduler.address, n_tasks)})
             for channel in ("direct", "relay"):
                 runs[channel].append(_phase(client, scheduler, channel, seconds, n_tasks))
-            print(f" run {i}: " + " ".join(f"{k}={v[-1]}" for k, v in runs.items()), flush=True)
+                runs[f"{channel}_rtt"].append(_latency(client, channel, n_latency))
+            print(f" run {i}: " + "; ".join(f"{k} {_brief(v[-1])}" for k, v in runs.items()), flush=True)
     m = {name: medians(results) for name, results in runs.items()}
     relay, direct = m["relay"], m["direct"]
     extra_cpu = relay["scheduler_cpu_s"] - direct["scheduler_cpu_s"]
@@ -107,5 +126,11 @@ def run(settings: Settings) -> dict[str, Any]:
         "tasks_per_s_idle": m["idle"]["tasks_per_s"],
         "tasks_per_s_direct": direct["tasks_per_s"],
         "tasks_per_s_relay": relay["tasks_per_s"],
+        "relay_reports_per_s": relay["reports_per_s"],
+        "direct_reports_per_s": direct["reports_per_s"],
+        "relay_p50_ms": m["relay_rtt"]["p50_ms"],
+        "relay_p99_ms": m["relay_rtt"]["p99_ms"],
+        "direct_p50_ms": m["direct_rtt"]["p50_ms"],
+        "direct_p99_ms": m["direct_rtt"]["p99_ms"],
         "repeats": repeats,
     }

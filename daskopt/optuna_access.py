@@ -3,13 +3,17 @@
 daskopt drives a study from outside Optuna's own ``optimize`` loop, and a few things that loop does have
 no public API: writing an attribute of a trial by its id, the flag ``study.stop()`` sets, the per-thread
 trial cache that ``ask``/``tell`` clear, an enqueued trial's fixed parameters, the frozen trial the pruner
-is handed, and a distribution's range check. Each is wrapped here with what it is for, so that an Optuna
-release that moves one breaks one function, found by the tests that run against both ends of the
-supported range (pyproject.toml pins it).
+is handed, a distribution's range check, and the threshold function of the percentile pruners (cached per
+step between finished trials, see :mod:`daskopt.engine.pruning`). Each is wrapped here with what it is
+for, so that an Optuna release that moves one breaks one function, found by the tests that run against
+both ends of the supported range (pyproject.toml pins it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import optuna
@@ -82,3 +86,39 @@ def enqueued_params(trial: FrozenTrial) -> dict[str, Any]:
 def contains(distribution: BaseDistribution, value: Any) -> bool:
     """Whether ``value`` (external representation) lies in ``distribution``'s range and steps."""
     return bool(distribution._contains(distribution.to_internal_repr(value)))
+
+
+# The engine's cache of percentile pruners' thresholds (``MedianPruner``, ``PercentilePruner``), set only while
+# the engine's own pruner call runs on its thread, so every other caller of the function is untouched.
+_percentile_cache: contextvars.ContextVar[Callable[..., float] | None] = contextvars.ContextVar(
+    "daskopt_percentile_cache", default=None
+)
+
+
+def install_percentile_cache() -> bool:
+    """Route ``optuna.pruners._percentile``'s threshold function through :func:`percentile_cache` when one is
+    active; ``False`` where this Optuna has no such function (decisions then take the uncached path)."""
+    module = getattr(optuna.pruners, "_percentile", None)
+    original = getattr(module, "_get_percentile_intermediate_result_over_trials", None)
+    if original is None:
+        return False
+    if getattr(original, "daskopt_cached", False):
+        return True
+
+    def threshold(completed_trials: list[FrozenTrial], *args: Any) -> float:
+        cached = _percentile_cache.get()
+        return original(completed_trials, *args) if cached is None else cached(original, completed_trials, *args)
+
+    threshold.daskopt_cached = True  # type: ignore[attr-defined]
+    module._get_percentile_intermediate_result_over_trials = threshold  # type: ignore[union-attr]
+    return True
+
+
+@contextlib.contextmanager
+def percentile_cache(lookup: Callable[..., float]) -> Iterator[None]:
+    """While inside, the percentile threshold is computed by ``lookup(original, completed_trials, *args)``."""
+    token = _percentile_cache.set(lookup)
+    try:
+        yield
+    finally:
+        _percentile_cache.reset(token)

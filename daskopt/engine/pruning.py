@@ -19,13 +19,13 @@ import bisect
 import heapq
 import math
 import time
-from collections.abc import Container, Iterable
+from collections.abc import Callable, Container, Iterable
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from daskopt.optuna_access import latest_frozen
+from daskopt.optuna_access import install_percentile_cache, latest_frozen, percentile_cache
 
 FINISHED_STATES = frozenset({TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL})
 
@@ -40,12 +40,14 @@ class FinishedTrials:
         self._numbers: dict[TrialState, list[int]] = {}
         self._known: set[int] = set()
         self._read_at = -float("inf")
+        self.version = 0  # changes whenever the lists do
 
     def add(self, trial: FrozenTrial) -> None:
         """Record a trial this engine just told (ignored unless finished, or if already known)."""
         if trial.state not in FINISHED_STATES or trial.number in self._known:
             return
         self._known.add(trial.number)
+        self.version += 1
         numbers = self._numbers.setdefault(trial.state, [])
         at = bisect.bisect(numbers, trial.number)
         numbers.insert(at, trial.number)
@@ -61,6 +63,7 @@ class FinishedTrials:
         return list(heapq.merge(*lists, key=lambda t: t.number))
 
     def _reread(self) -> None:
+        self.version += 1
         self._by_state, self._numbers, self._known = {}, {}, set()
         for trial in self._study.get_trials(deepcopy=False, states=tuple(FINISHED_STATES)):
             self.add(trial)
@@ -141,6 +144,9 @@ class PruneDecider:
         # only these two classes exactly: a subclass may read more of the trial than the three steps
         self._summarize = type(study.pruner) in (optuna.pruners.MedianPruner, optuna.pruners.PercentilePruner)
         self._summaries: dict[int, StepSummary] = {}
+        self._cache = self._summarize and install_percentile_cache()
+        self._thresholds: dict[tuple[Any, ...], float] = {}
+        self._thresholds_version = -1
 
     def should_prune(self, trial: optuna.Trial) -> bool:
         latest = latest_frozen(trial)  # what should_prune hands the pruner (reports included)
@@ -152,7 +158,24 @@ class PruneDecider:
                 maximize = self._study.direction == optuna.study.StudyDirection.MAXIMIZE
                 summary = self._summaries[latest.number] = StepSummary(maximize)
             latest.intermediate_values = summary.keep(latest.intermediate_values)  # a copy: the trial keeps all
+        if self._cache:
+            with percentile_cache(self._threshold):
+                return bool(self._study.pruner.prune(self._view, latest))  # type: ignore[arg-type]
         return bool(self._study.pruner.prune(self._view, latest))  # type: ignore[arg-type]
+
+    def _threshold(self, compute: Callable[..., float], completed: list[FrozenTrial], *args: Any) -> float:
+        """The percentile over the completed trials at a step, computed once per step between changes of the
+        finished trials (a NumPy percentile over a few hundred values costs ~0.15 ms: 40% of the loop's time
+        with a decision per report). The finished list, not the argument, is the key: the pruner was handed
+        this engine's view, whose COMPLETE list only changes with ``version``."""
+        if self._thresholds_version != self.finished.version:
+            self._thresholds.clear()
+            self._thresholds_version = self.finished.version
+        key = (len(completed), *args)
+        value = self._thresholds.get(key)
+        if value is None:
+            value = self._thresholds[key] = compute(completed, *args)
+        return value
 
     def forget(self, number: int) -> None:
         """The trial has finished: drop its summary."""

@@ -143,3 +143,36 @@ def test_percentile_pruners_decide_on_three_steps_as_on_all(direction, pruner):
         theirs.tell(reference, 1.0)
     assert decisions == expected
     assert True in expected and False in expected
+
+
+@pytest.mark.parametrize("pruner", ["median", "percentile"])
+def test_cached_thresholds_follow_trials_finishing_between_decisions(pruner):
+    """The percentile threshold of a step is cached between changes of the finished trials: a trial that
+    completes between two decisions at the same steps must change the answer exactly as in Optuna."""
+    ours, theirs = populated_study(PRUNERS[pruner]()), populated_study(PRUNERS[pruner]())
+    decider = PruneDecider(ours)
+    running = [(ours.ask(), theirs.ask()) for _ in range(3)]
+    for step in range(STEPS):
+        for offset, (mine, reference) in enumerate(running):
+            value = curve(40 + offset, step) - 0.3 * offset
+            mine.report(value, step)
+            reference.report(value, step)
+            assert decider.should_prune(mine) == reference.should_prune(), (step, offset)
+        for study in (ours, theirs):  # a low curve completes: thresholds at every step move down
+            finisher = study.ask()
+            for s in range(STEPS):
+                finisher.report(curve(step, s) - 2.0, s)
+            study.tell(finisher, curve(step, STEPS - 1) - 2.0)
+        decider.finished.add(ours.trials[-1])
+
+
+def test_the_threshold_cache_is_off_outside_the_engines_decisions():
+    """Optuna's own callers of the routed function (plain Optuna in the same process) always compute."""
+    from optuna.pruners import _percentile
+
+    ours = populated_study(PRUNERS["median"]())
+    PruneDecider(ours).should_prune(ours.ask())  # installs the routing and uses it once
+    completed = ours.get_trials(states=(TrialState.COMPLETE,))
+    threshold = _percentile._get_percentile_intermediate_result_over_trials
+    for chunk in (completed[:5], completed[5:10]):  # same length, other trials: a leaked cache would repeat
+        assert threshold(chunk, ours.direction, 3, 50.0, 1) == sorted(t.intermediate_values[3] for t in chunk)[2]

@@ -109,11 +109,11 @@ def _recover(client: Client, pid: int | None) -> None:
 
 
 @pytest.mark.parametrize(
-    "max_retries",
-    [0, pytest.param(1, marks=pytest.mark.slow)],
-    ids=["fail", "retry"],
+    ("max_retries", "channel"),
+    [(0, "direct"), (0, "relay"), pytest.param(1, "direct", marks=pytest.mark.slow)],
+    ids=["fail", "fail-relayed", "retry"],
 )
-def test_frozen_worker_trial_is_lost_after_heartbeat_timeout(cluster_client, tmp_path, max_retries):
+def test_frozen_worker_trial_is_lost_after_heartbeat_timeout(cluster_client, tmp_path, max_retries, channel):
     pid_file = tmp_path / "pid"
     freezer = Freezer(pid_file)
     freezer.start()
@@ -128,6 +128,7 @@ def test_frozen_worker_trial_is_lost_after_heartbeat_timeout(cluster_client, tmp
             client=cluster_client,
             failures=daskopt.Failures(max_retries=max_retries, heartbeat_timeout=HEARTBEAT_TIMEOUT),
             show_progress_bar=False,
+            channel=channel,
         )
         elapsed = time.monotonic() - started
     finally:

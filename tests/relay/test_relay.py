@@ -83,6 +83,12 @@ def test_objective_error_reaches_the_caller_over_either_path(client, channel):
         _run(client, channel, objectives.raises_on_odd, n_trials=3, catch=())
 
 
+def test_hung_objective_is_restarted_through_the_relay_too(client):
+    from tests.engine.test_worker_loss import test_hung_objective_past_trial_timeout_gets_its_worker_restarted as hung
+
+    hung(client, channel="relay")
+
+
 def test_bad_channel_is_one_clear_error(client):
     with pytest.raises(ValueError, match="channel must be 'auto' or 'direct' or 'relay', got 'tcp'"):
         daskopt.optimize(optuna.create_study(), objectives.quadratic, n_trials=1, client=client, channel="tcp")
