@@ -3,7 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.daskopt-installed
-EXTRAS ?= dev,bench,wandb,torch,jobqueue
+DEMO_STAMP := $(VENV)/.daskopt-demo
+# `make demo` installs the package with only what the quickstart uses; `make test` adds everything else.
+DEMO_EXTRAS ?= demo
+EXTRAS ?= demo,dev,bench,wandb,torch,jobqueue
 # Installed before the package so pip never resolves torch from the registry itself (here: the local CPU wheel).
 TORCH ?= torch==2.13.0
 
@@ -11,20 +14,31 @@ TORCH ?= torch==2.13.0
 OPTUNA_LOWER ?= 4.5.0
 LOWER := .optuna-lower/$(OPTUNA_LOWER)
 
-.PHONY: demo test test-optuna-lower lint bench bench-quick bench-engine clean
+.PHONY: demo test test-fast test-optuna-lower lint bench bench-quick bench-engine clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[$(DEMO_EXTRAS)]"
+	touch $(DEMO_STAMP)
+
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	WANDB_MODE=offline $(BIN)/daskopt run examples/quickstart/study.toml
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
+
+# The suite without the slow, fault, network, load and benchmark tests: a few minutes on 2 cores.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q --durations=10 -m "not slow" \
+		--ignore=tests/faults --ignore=tests/network --ignore=tests/load --ignore=tests/benchmarks
 
 # The Optuna-facing tests again on the oldest supported Optuna, put ahead of the installed one.
 test-optuna-lower: $(STAMP)

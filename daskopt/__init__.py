@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from importlib import metadata as _metadata
+
 from daskopt.api import DistributedStudy, from_study, optimize
 from daskopt.errors import ChannelUnreachable, ClusterError, DaskoptError, ObjectiveError, SchedulerLost, SpecError
 from daskopt.settings import Dashboard, Failures, Resources, Timeout, Tracking, TrialOptions
 from daskopt.trial.handle import TrialHandle
 
-__version__ = "0.1.0"
+try:  # the version lives in pyproject.toml only
+    __version__ = _metadata.version("daskopt")
+except _metadata.PackageNotFoundError:  # a source tree on sys.path without an install
+    __version__ = "0+unknown"
 
 __all__ = [
     "ChannelUnreachable",

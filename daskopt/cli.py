@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from functools import wraps
@@ -64,12 +66,20 @@ def _exit_codes(command: Callable[..., Any]) -> Callable[..., Any]:
         except SchedulerLost as err:
             _fail(str(err), EXIT_FAILED)
         except ObjectiveError as err:
-            _fail(f"{err} (the study stopped; finished trials are kept)", EXIT_FAILED)
+            where = _traceback_hint(kwargs.get("study_file"), err.trial_number)
+            _fail(f"{err} (the study stopped; finished trials are kept{where})", EXIT_FAILED)
         except KeyboardInterrupt:
             click.echo("daskopt: interrupted; finished trials are kept, run the same command to resume", err=True)
             sys.exit(EXIT_INTERRUPTED)
 
     return wrapper
+
+
+def _traceback_hint(study_file: str | None, trial: int | None) -> str:
+    """Where a failed trial's traceback can be read (it is stored with the trial)."""
+    if study_file is None or trial is None:
+        return ""
+    return f"; its traceback: daskopt status {shlex.quote(study_file)} --trial {trial}"
 
 
 def _load(path: str) -> Any:
@@ -137,6 +147,10 @@ def run(study_file: str, n_trials: int | None, address: str | None, dry_run: boo
     from daskopt.runner import best_summary, run_failed, run_study
 
     click.echo(f"daskopt: study {spec.study.name!r} in {spec.storage.url}; outputs in {spec.output.dir}", err=True)
+    from daskopt.runner.storage import open_elsewhere
+
+    for line in open_elsewhere(spec.storage.url, spec.study.name):
+        click.echo(line, err=True)
     with _against(study_file):
         report = run_study(spec, objective, n_trials=n_trials, address=address)
     if report.recovered:
@@ -146,24 +160,56 @@ def run(study_file: str, n_trials: int | None, address: str | None, dry_run: boo
     click.echo(json.dumps(best, indent=2) if best is not None else "no completed trial yet")
     failure = run_failed(report)
     if failure:
-        _fail(failure, EXIT_FAILED)
+        first = re.search(r"\(trial (\d+)\)", failure)
+        _fail(failure + _traceback_hint(study_file, int(first.group(1)) if first else None), EXIT_FAILED)
 
 
 @main.command()
 @click.argument("study_file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--trial", "number", type=int, help="Show this trial: state, parameters, values, its error and traceback."
+)
 @_exit_codes
-def status(study_file: str) -> None:
-    """Counts by state, best so far and running trials of STUDY_FILE's study."""
+def status(study_file: str, number: int | None) -> None:
+    """Counts by state, best so far and running trials of STUDY_FILE's study (or one trial, with --trial)."""
     from optuna.trial import TrialState
 
     from daskopt.runner import best_summary
+    from daskopt.runner.storage import open_elsewhere
 
     study = _stored_study(study_file)
+    if number is not None:
+        _print_trial(study, number)
+        return
+    spec = _load(study_file)
+    for line in open_elsewhere(spec.storage.url, spec.study.name):
+        click.echo(line.removeprefix("daskopt: "))
     _print_counts(study, err=False)
     best = best_summary(study)
     click.echo(f"best: {json.dumps(best)}" if best is not None else "best: no completed trial yet")
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         click.echo(f"running: trial {trial.number} since {trial.datetime_start:%Y-%m-%d %H:%M:%S} {trial.params}")
+
+
+def _print_trial(study: Any, number: int) -> None:
+    """One trial in full: what ``status --trial N`` prints (the traceback is stored as a user attribute)."""
+    from daskopt.attributes import FAIL_REASON, TRACEBACK
+
+    trials = study.get_trials(deepcopy=False)
+    if not 0 <= number < len(trials):
+        _fail(f"--trial: the study has trials 0 to {len(trials) - 1}, got {number}", EXIT_BAD_INPUT)
+    trial = trials[number]
+    click.echo(f"trial {trial.number}: {trial.state.name}")
+    click.echo(f"params: {json.dumps(trial.params, default=str)}")
+    if trial.values is not None:
+        click.echo(f"values: {trial.values}")
+    shown = {k: v for k, v in trial.user_attrs.items() if k not in (FAIL_REASON, TRACEBACK)}
+    if shown:
+        click.echo(f"user_attrs: {json.dumps(shown, default=str)}")
+    if FAIL_REASON in trial.user_attrs:
+        click.echo(f"error: {trial.user_attrs[FAIL_REASON]}")
+    if TRACEBACK in trial.user_attrs:
+        click.echo(str(trial.user_attrs[TRACEBACK]).rstrip())
 
 
 @main.command()

@@ -14,6 +14,7 @@ pickled as "import this module by name", which cloudpickle does only for plain m
 
 from __future__ import annotations
 
+import collections
 import functools
 import importlib
 import importlib.metadata
@@ -33,7 +34,27 @@ import cloudpickle
 _registry_lock = threading.Lock()
 
 
+def _code_keeping_its_file(code: types.CodeType) -> Any:
+    """cloudpickle's reduction of a code object pickled by value, with the real file name put back:
+    cloudpickle writes "<dynamic-code>", so a failed trial's traceback named no file and showed no source."""
+    assert _CLOUDPICKLE_CODE_REDUCE is not None  # only installed when cloudpickle has it
+    constructor, args = _CLOUDPICKLE_CODE_REDUCE(code)
+    if _DYNAMIC in args:
+        at = args.index(_DYNAMIC)
+        args = (*args[:at], code.co_filename, *args[at + 1 :])
+    return constructor, args
+
+
+_DYNAMIC = "<dynamic-code>"
+_CLOUDPICKLE_CODE_REDUCE = getattr(getattr(cloudpickle, "cloudpickle", None), "_code_reduce", None)
+
+
 class _Pickler(cloudpickle.Pickler):
+    if _CLOUDPICKLE_CODE_REDUCE is not None:
+        dispatch_table = collections.ChainMap(
+            {types.CodeType: _code_keeping_its_file}, cloudpickle.Pickler.dispatch_table
+        )
+
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, types.ModuleType) and type(obj) is not types.ModuleType and obj.__name__ in sys.modules:
             return importlib.import_module, (obj.__name__,)

@@ -173,7 +173,11 @@ def test_a_run_whose_trials_all_fail_exits_1_with_the_reason(tmp_path):
     )
     done = daskopt("run", "study.toml", cwd=tmp_path)
     assert done.returncode == 1
-    assert "all 3 trial(s) of this run failed; the first: OSError: disk gone" in done.stderr
+    assert "all 3 trial(s) of this run failed; the first (trial 0): OSError: disk gone" in done.stderr
+    assert "its traceback: daskopt status" in done.stderr and "--trial 0" in done.stderr
+    shown = daskopt("status", "study.toml", "--trial", "0", cwd=tmp_path)
+    assert shown.returncode == 0 and "trial 0: FAIL" in shown.stdout
+    assert "error: OSError: disk gone" in shown.stdout and "raise OSError('disk gone')" in shown.stdout
     again = daskopt("run", "study.toml", cwd=tmp_path)  # its 3 outcomes are there: nothing to run, not success
     assert again.returncode == 1
     assert "nothing to run: the study already holds 3 outcome(s) and none completed" in again.stderr
@@ -242,3 +246,17 @@ def test_adaptive_local_cluster_starting_empty_grows_and_runs(tmp_path):
     done = daskopt("run", "study.toml", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert by_state(load(tmp_path)) == {"COMPLETE": 6}
+
+
+def test_status_prints_lines_that_open_the_study_with_optuna_itself(tmp_path):
+    """The printed Python line is run as printed, in a fresh interpreter: it must load the same study."""
+    write_study(tmp_path, n_trials=4)
+    assert daskopt("run", "study.toml", cwd=tmp_path).returncode == 0
+    done = daskopt("status", "study.toml", cwd=tmp_path)
+    dashboard = next(line for line in done.stdout.splitlines() if line.startswith("browse it with: "))
+    assert dashboard == f"browse it with: optuna-dashboard {tmp_path / 'cli.journal'}"
+    python = next(line for line in done.stdout.splitlines() if line.startswith("open it in Python: "))
+    code = f"import optuna\nstudy = {python.removeprefix('open it in Python: ')}\nprint(len(study.trials))"
+    opened = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert opened.returncode == 0, opened.stderr
+    assert opened.stdout.strip() == "4"

@@ -80,6 +80,7 @@ class Engine:
         self._requeue_cut = False  # ... and enqueued them again for a later call
         self._error: ObjectiveError | SchedulerLost | ChannelUnreachable | None = None
         self._to_decide: set[int] = set()
+        self._warned: set[str] = set()  # WARN keys already shown in this call
         self._fail_fast = FailFast(config.failures.fail_fast)
         self._pruning = PruneDecider(study)
         self._filling = False
@@ -317,6 +318,9 @@ class Engine:
             self._on_attr(run, message[1], message[2], message[3])
         elif kind == events.FINISH:
             self._on_finish(run, message[1], message[2], message[3])
+        elif kind == events.WARN and message[1] not in self._warned:  # e.g. a range the file and code disagree on
+            self._warned.add(message[1])
+            logger.warning("daskopt: %s", message[2])
 
     def _on_hello(self, conn: Connection, message: list[Any]) -> None:
         if message[:2] == [events.PROBE, self._token]:  # a worker checking it can reach the direct channel

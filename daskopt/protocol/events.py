@@ -14,6 +14,7 @@ Trial -> loop
     ``[HEARTBEAT]``                                            the task is alive
     ``[FINISH, state, values, error]``                         ``error`` is an :class:`ErrorInfo` dict
     ``[PROBE, token]``                                         can this worker reach the loop? (answer: STOP)
+    ``[WARN, key, text]``                                      fire-and-forget: the loop warns once per key
 
 Loop -> trial
     ``[ASSIGN, assignment_dict]``     the trial to run (see :class:`Assignment`)
@@ -38,6 +39,7 @@ FINISH = 6
 PARAM = 7
 PRUNE = 8
 PROBE = 9
+WARN = 16
 
 ASSIGN = 10
 STOP = 11

@@ -117,4 +117,4 @@ def run_failed(report: RunReport) -> str | None:
     if not finished or any(t.state != TrialState.FAIL for t in finished):
         return None
     reason = finished[0].user_attrs.get(FAIL_REASON, "no reason recorded")
-    return f"all {len(finished)} trial(s) of this run failed; the first: {reason}"
+    return f"all {len(finished)} trial(s) of this run failed; the first (trial {finished[0].number}): {reason}"

@@ -6,6 +6,7 @@ replays the points the stored trials already tried.
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import optuna
@@ -87,3 +88,22 @@ def _resumed_sampler(spec: StudySpec, distributions: Any, n_stored: int) -> optu
         return make_sampler(spec.sampler, distributions)
     section = spec.sampler.model_copy(update={"options": {**spec.sampler.options, "seed": seed + n_stored}})
     return make_sampler(section, distributions)
+
+
+def open_elsewhere(url: str, name: str) -> list[str]:
+    """How to open this study outside daskopt: the ``optuna-dashboard`` command and the Python line.
+
+    The URL a study file uses (``journal:/path``) is daskopt's own spelling; neither Optuna nor
+    optuna-dashboard reads it, so the lines spell the storage their way."""
+    file = storage_file(url)
+    if url.startswith("journal:") and file is not None:
+        storage = f"optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend({str(file)!r}))"
+        dashboard = f"optuna-dashboard {shlex.quote(str(file))}"
+    elif url == "memory" or url.startswith("memory"):
+        return []
+    else:
+        storage, dashboard = repr(url), f"optuna-dashboard {shlex.quote(url)}"
+    return [
+        f"daskopt: browse it with: {dashboard}",
+        f"daskopt: open it in Python: optuna.load_study(study_name={name!r}, storage={storage})",
+    ]

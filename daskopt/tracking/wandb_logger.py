@@ -22,6 +22,7 @@ import logging
 import math
 import netrc
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -268,6 +269,20 @@ def _trial_summary(end: TrialEnd) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------------------------- study run
+def announce(options: Mapping[str, Any], run: Any) -> None:
+    """One line on the console: W&B is on, in which mode, where the runs go, and how to turn it off."""
+    settings = getattr(run, "settings", None)
+    mode = getattr(settings, "mode", None) or options.get("mode") or "online"
+    where = Path(options.get("dir") or os.getcwd()) / "wandb"
+    line = (
+        f"daskopt: W&B is logging every trial ({mode}, project {options.get('project')}) under {where}; "
+        'turn it off with WANDB_MODE=disabled, [wandb] mode = "disabled" in a study file, '
+        "or tracking=daskopt.Tracking(wandb=None) in Python"
+    )
+    logger.info(line)
+    print(line, file=sys.stderr, flush=True)
+
+
 class WandbStudyLogger(StudyLogger):
     """The study's own run, in the driver: best-so-far per finished trial, the trials table at the end."""
 
@@ -287,6 +302,7 @@ class WandbStudyLogger(StudyLogger):
             "pruner": type(study.pruner).__name__,
         }
         self.run = start_run(self.options, name=f"study-{study.study_name}", job_type="study", config=config)
+        announce(self.options, self.run)
         if len(study.directions) == 1:
             try:
                 self.best = study.best_value  # a resumed study keeps its best

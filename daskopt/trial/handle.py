@@ -129,6 +129,12 @@ class TrialHandle(BaseTrial):
                     f"parameter {name!r} was sampled as {value!r} from the declared {declared}, which "
                     f"lies outside the objective's {distribution}; make the two agree"
                 )
+            if declared != distribution:  # inside both, so it runs; but the declared range is what is searched
+                text = (
+                    f"parameter {name!r}: the declared search space has {declared}, the objective suggests "
+                    f"{distribution}; the declared one is sampled (make the two agree to silence this)"
+                )
+                self._conn.send([events.WARN, f"range:{name}", text])
         elif self._takes_joint(name, distribution):
             value = self._joint[name][1]
             self._conn.send([events.PARAM, name])  # the loop records it; no answer to wait for

@@ -191,3 +191,22 @@ def test_local_function_referencing_optuna_integration(client):
     runs = run_both(study_factory(sampler=RANDOM), objective, client, n_trials=2)
     assert counts(runs.plain) == {"COMPLETE": 2}
     assert_same_trials(runs, fields=("state", "params", "values"))
+
+
+RAISING_OBJECTIVE = """
+def objective(trial):
+    x = trial.suggest_float("x", 0.0, 1.0)
+    raise RuntimeError(f"bad x {x:.1f}")
+"""
+
+
+def test_traceback_of_an_objective_shipped_by_value_names_its_file_and_line(client, tmp_path, monkeypatch):
+    """cloudpickle renames code shipped by value to "<dynamic-code>"; the stored traceback must still say
+    which file and line raised (and show the line, as plain Optuna's log would)."""
+    module = _load(tmp_path, RAISING_OBJECTIVE, monkeypatch)
+    study = optuna.create_study()
+    daskopt.optimize(study, module.objective, n_trials=2, client=client, show_progress_bar=False)
+    text = study.trials[0].user_attrs["traceback"]
+    assert f'File "{module.__file__}", line 4, in objective' in text
+    assert 'raise RuntimeError(f"bad x {x:.1f}")' in text
+    assert "<dynamic-code>" not in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 
 import optuna
 import pytest
@@ -255,3 +256,23 @@ def test_services_start_with_the_call_and_close_at_its_end(client):
     service = started[0]
     assert service.engine.study is study and len(service.engine.timeline) == 5
     assert (service.started_with, service.closed_with) == (0, 5)
+
+
+def test_a_declared_range_narrower_than_the_objectives_warns_once_naming_both(client, caplog):
+    """The declared range is what is searched (its values lie inside the objective's, so trials run), and
+    the driver says so once per call, with both ranges, instead of silently."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    with caplog.at_level(logging.WARNING, logger="daskopt"):
+        daskopt.optimize(
+            study,
+            objectives.sleeps_then_returns,  # suggest_float("x", 0, 1)
+            n_trials=6,
+            client=client,
+            search_space={"x": FloatDistribution(0.25, 0.5)},
+            show_progress_bar=False,
+        )
+    warnings = [r.getMessage() for r in caplog.records if "declared search space" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "FloatDistribution(high=0.5, log=False, low=0.25, step=None)" in warnings[0]
+    assert "FloatDistribution(high=1.0, log=False, low=0.0, step=None)" in warnings[0]
+    assert all(0.25 <= t.params["x"] <= 0.5 for t in study.trials) and states(study) == {"COMPLETE": 6}
