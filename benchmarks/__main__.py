@@ -24,6 +24,7 @@ BENCHMARKS = (
     "prune_latency",
     "result_throughput",
     "relay_cost",
+    "wandb_overhead",
     "bookkeeping",
     "slow_sampler",
     "anytime",

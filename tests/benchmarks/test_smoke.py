@@ -37,6 +37,7 @@ POSITIVE = {
         "report_reports_per_s",
         "prune_od_reports_per_s",
     ],
+    "wandb_overhead": ["offline_wall_s", "disabled_wall_s", "offline_runs"],
     "relay_cost": ["frames", "relay_reports", "tasks_per_s_idle", "tasks_per_s_relay", "scheduler_cpu_s_relay"],
     "bookkeeping": ["minimum_s", "n_trials"],
     "slow_sampler": ["slow_gap_ms_median", "slow_ask_ms"],

@@ -1,0 +1,132 @@
+"""Every code block of README.md and of the example READMEs runs as written.
+
+Each block is found by its fence. Python blocks run as scripts; where a block says ``# your code``, a tiny
+stand-in for that function is defined first (``STAND_INS``). Shell blocks run line by line; a line that
+cannot run here (``make test`` inside the test suite, a GPU, a page that serves until stopped, an install)
+must be listed in ``NOT_RUN`` with the reason, so a new block cannot slip past this test unnoticed.
+Everything runs in a copy of ``examples/`` (paths in the blocks are relative to the repository root), in
+file order, so a block that reads what an earlier one wrote (the ablation's trials.csv) finds it.
+A synopsis line names "your study file" as ``study.toml``: it runs against the quickstart's.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = [ROOT / "README.md", *sorted((ROOT / "examples").glob("*/README.md"))]
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+YOUR_STUDY = "examples/quickstart/study.toml"
+
+STAND_INS = {  # "# your code" functions, by name: the smallest thing that returns what the block expects
+    "train_one_epoch": "import math\n\ndef train_one_epoch(lr):\n    return 1.0 - abs(math.log10(lr) + 3.0) / 10.0\n",
+}
+NOT_RUN = {  # shell lines this test does not run, and why
+    "make demo": "runs `daskopt run examples/quickstart/study.toml`, which the first Quickstart line below runs",
+    "make test": "the test suite itself",
+    "daskopt dashboard study.toml": "serves until stopped; tests/dashboard drives the page in Chromium",
+    "daskopt dashboard journal:runs/x.journal": "serves until stopped; tests/dashboard covers it",
+    "pip install -e '.[torch]'": "the test environment has the extra installed",
+    "pip install -e '.[torch,cuda]'": "needs a GPU; benchmarks/gpu_check.sh runs the GPU lines on one",
+    "daskopt run examples/torch_digits/study-gpu.toml": "needs a GPU (benchmarks/gpu_check.sh)",
+    "python examples/torch_digits/run.py --gpu --trials-per-gpu 4 --gpu-memory-fraction 0.2 --n-trials 200": (
+        "needs a GPU (benchmarks/gpu_check.sh)"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Block:
+    file: Path
+    line: int
+    language: str
+    text: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.file.relative_to(ROOT)}:{self.line}"
+
+
+def blocks() -> list[Block]:
+    found = []
+    for path in FILES:
+        text = path.read_text()
+        for match in FENCE.finditer(text):
+            if match.group(1) in ("python", "bash"):
+                line = text.count("\n", 0, match.start()) + 1
+                found.append(Block(path, line, match.group(1), match.group(2)))
+    return found
+
+
+def commands(block: Block) -> list[str]:
+    """The command lines of a shell block, comments stripped, synopsis options (``[--x N]``) dropped."""
+    lines = []
+    for raw in block.text.splitlines():
+        line = raw.split("  #", 1)[0].split(" #", 1)[0].strip() if "#" in raw else raw.strip()
+        if line:
+            lines.append(re.sub(r"\s*\[--[^\]]*\]", "", line))
+    return lines
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the examples (no stored studies or runs), where every block runs."""
+    folder = tmp_path_factory.mktemp("readme")
+    ignore = shutil.ignore_patterns("runs", "*.journal", "__pycache__")
+    shutil.copytree(ROOT / "examples", folder / "examples", ignore=ignore)
+    return folder
+
+
+def _run(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env["WANDB_MODE"] = os.environ.get("WANDB_MODE", "disabled")  # W&B runs are tested in tests/tracking
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_every_block_is_found_and_every_shell_line_is_run_or_explained():
+    found = blocks()
+    assert {b.file.name for b in found} >= {"README.md"} and len(found) >= 8
+    lines = {line for b in found if b.language == "bash" for line in commands(b)}
+    unexplained = {line for line in lines if line not in NOT_RUN and not line.startswith(("daskopt ", "python "))}
+    assert not unexplained, f"shell lines neither run nor listed in NOT_RUN: {sorted(unexplained)}"
+    assert set(NOT_RUN) <= lines, f"NOT_RUN lists lines no README has any more: {sorted(set(NOT_RUN) - lines)}"
+
+
+@pytest.mark.slow
+def test_blocks_run_as_written(workdir):
+    ran = 0
+    for block in blocks():
+        if block.language == "python":
+            _run_python(block, workdir)
+            ran += 1
+            continue
+        for line in commands(block):
+            if line in NOT_RUN:
+                continue
+            args = shlex.split(line.replace(" study.toml", f" {YOUR_STUDY}"))
+            args[0] = sys.executable if args[0] == "python" else args[0]
+            done = _run(args, workdir)
+            assert done.returncode == 0, f"{block.name}: `{line}` exited {done.returncode}\n{done.stderr[-3000:]}"
+            ran += 1
+    assert ran >= 10
+
+
+def _run_python(block: Block, workdir: Path) -> None:
+    source = block.text
+    if "# your code" in source:
+        needed = [name for name in STAND_INS if re.search(rf"\b{name}\(", source)]
+        assert needed, f"{block.name} says '# your code' but no stand-in matches it"
+        source = "".join(STAND_INS[name] for name in needed) + "\n" + source
+    script = workdir / f"block_{block.file.parent.name}_{block.line}.py"
+    script.write_text(source)
+    done = _run([sys.executable, str(script)], workdir)
+    assert done.returncode == 0, f"{block.name} exited {done.returncode}\n{done.stderr[-3000:]}"
