@@ -81,6 +81,7 @@ class Engine:
         self._error: ObjectiveError | SchedulerLost | ChannelUnreachable | None = None
         self._to_decide: set[int] = set()
         self._warned: set[str] = set()  # WARN keys already shown in this call
+        self._greeted: set[int] = set()  # tasks that reached this loop (the others' results say why not)
         self._fail_fast = FailFast(config.failures.fail_fast)
         self._pruning = PruneDecider(study)
         self._filling = False
@@ -331,6 +332,7 @@ class Engine:
             conn.close()  # not one of our tasks
             return
         conn.state = TaskState(task_id=message[2], worker=message[4], pid=message[5], has_objective=bool(message[3]))
+        self._greeted.add(message[2])
         self._waiting.append(conn)
         self._fill()
 
@@ -454,15 +456,25 @@ class Engine:
             self._lost(state.run, f"its connection closed before it finished (pid {state.pid})")
 
     def _on_task_done(self, task_id: int, future: Future) -> None:
+        greeted = task_id in self._greeted
+        self._greeted.discard(task_id)
         if future.status == "error" and self._stopping is None:
             logger.debug("daskopt: task %d ended with %s", task_id, future.exception())
-        elif future.status == "finished" and self._stopping is None and self._error is None:
-            result = future.result()
-            if isinstance(result, str) and result.startswith(UNREACHABLE):  # a worker with no path to us
-                self._error = ChannelUnreachable(self._channel.unreachable(result.removeprefix(UNREACHABLE)))
-                self._error_stop(str(self._error))
+        elif future.status == "finished" and not greeted and self._stopping is None:
+            asyncio.ensure_future(self._why_unreached(future))  # it never reached us: its result says why
         if not self._done.done():
             self._fill()
+
+    async def _why_unreached(self, future: Future) -> None:
+        """A task that ended without a HELLO (a worker that joined after the probe, with no path to this
+        loop): its result, fetched off the loop thread (a gather from the worker), is the call's error."""
+        try:
+            result = await asyncio.to_thread(future.result, 30)
+        except Exception:  # the worker went away with it: nothing to say
+            return
+        if isinstance(result, str) and result.startswith(UNREACHABLE) and self._stopping is None:
+            self._error = ChannelUnreachable(self._channel.unreachable(result.removeprefix(UNREACHABLE)))
+            self._error_stop(str(self._error))
 
     # ---------------------------------------------------------------------------- the tick
     async def _tick_forever(self) -> None:

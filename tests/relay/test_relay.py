@@ -18,9 +18,15 @@ from tests.conftest import states
 
 
 def _run(
-    client, channel: str, objective=objectives.quadratic, n_trials: int = 16, n_concurrent: int = 2, **kwargs
+    client,
+    channel: str,
+    objective=objectives.quadratic,
+    n_trials: int = 16,
+    n_concurrent: int = 2,
+    study: optuna.Study | None = None,
+    **kwargs,
 ) -> optuna.Study:
-    study = optuna.create_study(
+    study = study or optuna.create_study(
         sampler=optuna.samplers.RandomSampler(seed=3),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
     )
@@ -121,3 +127,37 @@ def test_frames_hold_writes_until_the_peer_is_ready_and_split_any_chunking():
         frames.data_received(stream[i : i + 1])
     assert received == [b"one", b"two"]
     assert frames.transport.written == [_frame(b"early")]
+
+
+def _refuse_direct_connections() -> None:
+    """On a worker: every direct connection to a loop is refused (the probe, a plain asyncio connect, still
+    gets through), as for a worker that joined after the probe behind a firewall."""
+    import daskopt.trial.paths as paths
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    paths.__dict__.setdefault("_real_connection", paths.TrialConnection)
+    paths.TrialConnection = refuse  # type: ignore[assignment,misc]
+
+
+def _allow_direct_connections() -> None:
+    import daskopt.trial.paths as paths
+
+    paths.TrialConnection = paths.__dict__.pop("_real_connection", paths.TrialConnection)  # type: ignore[misc]
+
+
+def test_a_task_that_cannot_reach_the_loop_ends_a_direct_call_with_the_reason(client):
+    """A forced direct channel, and tasks that cannot connect although the probe did: the call stops with
+    one line naming the address, the reason and the setting, instead of resubmitting tasks forever."""
+    client.run(_refuse_direct_connections)
+    try:
+        study = optuna.create_study()
+        with pytest.raises(daskopt.ChannelUnreachable) as raised:
+            _run(client, "direct", n_trials=4, study=study)
+    finally:
+        client.run(_allow_direct_connections)
+    message = str(raised.value)
+    assert message.startswith("a worker cannot reach this client at 127.0.0.1:") and "\n" not in message
+    assert "(connection refused)" in message and 'set channel = "auto" (or "relay")' in message
+    assert all(t.state.is_finished() for t in study.trials)
