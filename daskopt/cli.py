@@ -149,10 +149,10 @@ def run(study_file: str, n_trials: int | None, address: str | None, dry_run: boo
     click.echo(f"daskopt: study {spec.study.name!r} in {spec.storage.url}; outputs in {spec.output.dir}", err=True)
     from daskopt.runner.storage import open_elsewhere
 
-    for line in open_elsewhere(spec.storage.url, spec.study.name):
-        click.echo(line, err=True)
     with _against(study_file):
         report = run_study(spec, objective, n_trials=n_trials, address=address)
+    for line in open_elsewhere(spec.storage.url, spec.study.name):  # once the storage holds the study
+        click.echo(line, err=True)
     if report.recovered:
         click.echo(f"daskopt: {report.recovered} interrupted trial(s) marked FAIL and re-enqueued", err=True)
     _print_counts(report.study)
