@@ -6,7 +6,7 @@ STAMP := $(VENV)/.daskopt-installed
 DEMO_STAMP := $(VENV)/.daskopt-demo
 # `make demo` installs the package with only what the quickstart uses; `make test` adds everything else.
 DEMO_EXTRAS ?= demo
-EXTRAS ?= demo,dev,bench,wandb,torch,jobqueue
+EXTRAS ?= demo,dev,bench,wandb,torch,jobqueue,optuna-dashboard
 # Installed before the package so pip never resolves torch from the registry itself (here: the local CPU wheel).
 TORCH ?= torch==2.13.0
 
