@@ -29,6 +29,7 @@ BENCHMARKS = (
     "slow_sampler",
     "anytime",
     "scale",
+    "concurrency",
 )
 
 

@@ -26,6 +26,8 @@ from typing import Any
 
 from daskopt.protocol.framing import FrameDecoder, encode
 
+LISTEN_BACKLOG = 4096
+
 
 class Connection(asyncio.Protocol):
     """The loop's end of one trial task's connection.
@@ -97,7 +99,11 @@ class ChannelServer:
     async def start(self) -> str:
         """Start listening; returns the address for trial tasks: ``host:port``, or ``tls://host:port``."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._make_connection, self._host, 0, ssl=self._ssl)
+        # a thousand trials may connect at once: asyncio's default backlog of 100 drops their SYNs, and each
+        # dropped one waits a second or more for its retransmission (the kernel caps it at somaxconn)
+        self._server = await loop.create_server(
+            self._make_connection, self._host, 0, ssl=self._ssl, backlog=LISTEN_BACKLOG
+        )
         port = self._server.sockets[0].getsockname()[1]
         return f"{'tls://' if self._ssl else ''}{self._host}:{port}"
 

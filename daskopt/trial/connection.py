@@ -1,7 +1,7 @@
 """The trial task's end of the channel to the engine loop (the loop's end is :mod:`daskopt.engine.channel`).
 
-A non-blocking socket used by the objective's thread, plus a heartbeat thread that only writes, under a
-lock, waiting in ``poll``; frames as in :mod:`daskopt.protocol.framing`.
+A non-blocking socket used by the objective's thread, plus the worker process's heartbeat thread that only
+writes, under a lock, waiting in ``poll``; frames as in :mod:`daskopt.protocol.framing`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any, Protocol
 
+from daskopt.protocol import events
 from daskopt.protocol.framing import ChannelClosed, FrameDecoder, encode
 
 _READABLE, _WRITABLE = getattr(select, "POLLIN", 1), getattr(select, "POLLOUT", 4)  # Windows has no poll
@@ -26,6 +27,9 @@ class LoopChannel(Protocol):
     closed: bool
 
     def send(self, message: list[Any]) -> None: ...
+
+    def heartbeat(self) -> None:
+        """A sign of life, sent only if it can go at once (never waits; the connection's errors are kept)."""
 
     def receive(self, timeout: float | None = None) -> list[Any] | None: ...
 
@@ -94,6 +98,20 @@ class TrialConnection:
                 raise ChannelClosed(str(exc)) from exc
             if sent < len(frame):
                 self._send_rest(memoryview(frame)[sent:])
+
+    def heartbeat(self) -> None:
+        """A HEARTBEAT frame if the socket takes it now. Skipped when another thread is sending (that message
+        says as much) or when the buffer is full (the loop is not reading it: waiting would only hold up the
+        beats of the process's other connections)."""
+        if self.closed or not self._lock.acquire(blocking=False):
+            return
+        try:
+            if _Poller(self._sock, _WRITABLE).wait(0):  # room for a few bytes: the send completes at once
+                self._send_rest(memoryview(encode([events.HEARTBEAT])))
+        except (OSError, ChannelClosed):
+            self.closed = True
+        finally:
+            self._lock.release()
 
     def _send_rest(self, rest: memoryview) -> None:
         """The loop reads slower than we write: wait for room, under the lock, until all is sent."""

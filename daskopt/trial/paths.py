@@ -4,6 +4,11 @@ it, else the relay through the scheduler (:mod:`daskopt.relay`).
 The loop probes every worker when a call starts (:func:`probe`, run by ``client.run`` in the worker
 process); a process that failed the probe, or failed to connect once, remembers the address and goes
 straight to the relay afterwards, so only a worker that joins later pays one connect timeout.
+
+A process that has reached the address before (the probe, an earlier task) does not give up on it after one
+slow connect: with a thousand trials starting at once the loop accepts connections more slowly than they
+arrive, and a timeout there says the loop is busy, not that the path is gone. It tries again with the
+long timeout before it takes the relay.
 """
 
 from __future__ import annotations
@@ -21,20 +26,33 @@ from daskopt.relay.trial_end import open_relay
 from daskopt.trial.connection import LoopChannel, TrialConnection
 
 CONNECT_TIMEOUT_S = 3.0  # to the direct channel when the relay is there to fall back on
+BUSY_CONNECT_TIMEOUT_S = 30.0  # to a direct channel this process has reached before
 _unreachable: dict[str, str] = {}  # direct addresses this process could not reach -> why
+_reached: set[str] = set()  # direct addresses this process has connected to
 
 
 def open_channel(address: str | None, route: str | None) -> LoopChannel:
     """A connection to the loop: direct if possible, else relayed. Raises ``OSError``/``ChannelClosed``."""
     if address is not None and (route is None or address not in _unreachable):
-        try:
-            return TrialConnection(
-                address, timeout=CONNECT_TIMEOUT_S if route else 30.0, ssl_context=worker_tls(address)
-            )
-        except OSError as exc:
-            if route is None:
-                raise
-            _unreachable[address] = describe(exc)
+        if route is None:  # nothing to fall back on
+            timeouts: tuple[float, ...] = (BUSY_CONNECT_TIMEOUT_S,)
+        elif address in _reached:
+            timeouts = (CONNECT_TIMEOUT_S, BUSY_CONNECT_TIMEOUT_S)
+        else:
+            timeouts = (CONNECT_TIMEOUT_S,)
+        error: OSError | None = None
+        for timeout in timeouts:
+            try:
+                conn = TrialConnection(address, timeout=timeout, ssl_context=worker_tls(address))
+            except OSError as exc:
+                error = exc
+                continue
+            _reached.add(address)
+            return conn
+        assert error is not None
+        if route is None:
+            raise error
+        _unreachable[address] = describe(error)
     if route is None:
         raise OSError("no path to the engine loop")
     return open_relay(route)
@@ -54,6 +72,7 @@ async def probe(address: str, token: str, timeout: float, dask_worker: Any = Non
     else:
         if reply == [events.STOP]:
             _unreachable.pop(address, None)
+            _reached.add(address)
             return None
         reason = "something else answers on that address"
     _unreachable[address] = reason

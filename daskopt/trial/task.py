@@ -24,6 +24,7 @@ from daskopt.protocol import events
 from daskopt.protocol.framing import ChannelClosed
 from daskopt.shipping import ObjectiveLoadError, load_objective
 from daskopt.tracking import TrialEnd, TrialStart, trial_loggers
+from daskopt.trial import heartbeat
 from daskopt.trial.connection import LoopChannel
 from daskopt.trial.handle import TrialHandle
 from daskopt.trial.paths import describe, open_channel
@@ -50,7 +51,7 @@ def run_trial_task(address: str | None, token: str, task_id: int, digest: str, r
     except (OSError, ChannelClosed) as exc:  # the study already ended, or this worker has no path to it
         return f"{UNREACHABLE}{describe(exc)}"
     ran = 0
-    heartbeat: threading.Event | None = None  # one heartbeat thread per task, not per trial
+    beating = False
     try:
         worker, pid = _worker_identity()
         has_objective = digest in _objectives
@@ -66,7 +67,9 @@ def run_trial_task(address: str | None, token: str, task_id: int, digest: str, r
                 conn.send([events.FINISH, events.FAIL, None, error_info(exc)])
                 break
             has_objective = True
-            heartbeat = heartbeat or _start_heartbeat(conn, assignment.heartbeat_s)
+            if not beating:
+                heartbeat.start(conn, assignment.heartbeat_s)
+                beating = True
             started = time.monotonic()
             try:
                 _run_trial(conn, objective, assignment, worker)
@@ -81,8 +84,8 @@ def run_trial_task(address: str | None, token: str, task_id: int, digest: str, r
     except ChannelClosed:
         return f"ran {ran}, loop gone"
     finally:
-        if heartbeat is not None:
-            heartbeat.set()
+        if beating:
+            heartbeat.stop(conn)
         conn.close()
     return f"ran {ran}"
 
@@ -154,21 +157,6 @@ def _load_objective(digest: str, payload: bytes | None) -> Callable[..., Any]:
                 raise ChannelClosed("the loop sent no objective for an unknown digest")
             _objectives[digest] = load_objective(payload)
         return _objectives[digest]
-
-
-def _start_heartbeat(conn: LoopChannel, interval: float) -> threading.Event:
-    """Send a heartbeat every ``interval`` seconds until the returned event is set."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(interval):
-            try:
-                conn.send([events.HEARTBEAT])
-            except ChannelClosed:
-                return
-
-    threading.Thread(target=beat, name="daskopt-heartbeat", daemon=True).start()
-    return stop
 
 
 def _worker_identity() -> tuple[str, int]:

@@ -6,9 +6,11 @@ import math
 
 import optuna
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from optuna.trial import TrialState
 
-from daskopt.engine.pruning import FinishedTrials, PruneDecider
+from daskopt.engine.pruning import FinishedTrials, PruneDecider, StepValues
 
 PRUNERS = {
     "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
@@ -176,3 +178,33 @@ def test_the_threshold_cache_is_off_outside_the_engines_decisions():
     threshold = _percentile._get_percentile_intermediate_result_over_trials
     for chunk in (completed[:5], completed[5:10]):  # same length, other trials: a leaked cache would repeat
         assert threshold(chunk, ours.direction, 3, 50.0, 1) == sorted(t.intermediate_values[3] for t in chunk)[2]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy on all-NaN slices and inf - inf
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, -0.0, 1.0, 1.0, 2.5])),
+        min_size=1,
+        max_size=40,
+    ),
+    percentile=st.one_of(st.floats(0, 100), st.sampled_from([0.0, 25.0, 50.0, 75.0, 100.0])),
+    n_min_trials=st.integers(1, 5),
+    direction=st.sampled_from(list(optuna.study.StudyDirection)[1:]),
+)
+def test_step_values_give_optunas_percentile_bit_for_bit(values, percentile, n_min_trials, direction):
+    """The sorted per-step values answer as Optuna's walk over the completed trials with NumPy does."""
+    from optuna.pruners._percentile import _get_percentile_intermediate_result_over_trials as original
+
+    completed = [
+        optuna.trial.create_trial(value=0.0, intermediate_values={3: v, 4: 1.0}, state=TrialState.COMPLETE)
+        for v in values
+    ]
+    steps = StepValues()
+    for trial in completed:
+        steps.add(trial.intermediate_values)
+    q = 100 - percentile if direction == optuna.study.StudyDirection.MAXIMIZE else percentile
+    expected = original(completed, direction, 3, percentile, n_min_trials)
+    got = steps.percentile(3, q, n_min_trials)
+    assert (math.isnan(got) and math.isnan(expected)) or got == expected
+    assert math.isnan(steps.percentile(5, q, 1))  # a step nobody reported

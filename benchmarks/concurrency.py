@@ -1,0 +1,136 @@
+"""concurrency: N trials at once on one driver, against raw Dask running the same task shape.
+
+Each trial runs 20 steps; a step sleeps 0.5 s (the GIL is free, as during GPU work), then calls
+``report`` and ``should_prune`` (timed inside the trial). A ``LocalCluster`` of 4 worker processes with
+N/4 threads each runs 2N trials, so every slot runs two in a row; the ideal wall time is 20 s. The pruner
+is a real ``MedianPruner`` deciding every step; every trial reports the same values, so none is pruned and
+both sides do the same work.
+
+Baseline: raw Dask, ``client.map`` of 2N tasks of the same shape (20 sleeps of 0.5 s, no reports) on the
+same cluster, in the same run. Targets: 1,000 at once within 1.25x raw Dask, ``should_prune`` p50 < 5 ms
+and p99 < 50 ms; 2,000 at once within 1.5x.
+
+Prints ``RESULT concurrency n=<N> ratio_vs_dask=<x> prune_p50_ms=<a> prune_p99_ms=<b>`` for each N,
+then the usual summary line. ``--quick``: N = 200, 500, 1000; full: N = 200, 500, 1000, 2000.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from typing import Any
+
+import optuna
+from distributed import Client, LocalCluster, wait
+
+from benchmarks.common import Settings, _quiet_worker, percentile, ratio, result_line, run_daskopt
+
+NAME = "concurrency"
+DESCRIPTION = "1,000+ trials at once: wall time vs raw Dask, should_prune p50/p99"
+STEPS = 20
+STEP_S = 0.5
+N_WORKERS = 4
+RTT_ATTR = "prune_rtts"
+
+
+def stepping(trial: optuna.Trial, step_s: float = STEP_S) -> float:
+    """20 steps of 0.5 s, each reported and checked; the same values in every trial (never pruned)."""
+    trial.suggest_float("x", 0.0, 1.0)
+    rtts = []
+    for step in range(STEPS):
+        time.sleep(step_s)
+        trial.report(float(step), step)
+        t0 = time.perf_counter()
+        pruned = trial.should_prune()
+        rtts.append(time.perf_counter() - t0)
+        if pruned:
+            raise optuna.TrialPruned()
+    trial.set_user_attr(RTT_ATTR, rtts)
+    return 0.0
+
+
+def sleeping(_: int, step_s: float = STEP_S) -> float:
+    """The raw-Dask task: the trial's shape without the optimizer."""
+    for _step in range(STEPS):
+        time.sleep(step_s)
+    return 0.0
+
+
+def raw_dask(client: Client, n_tasks: int, step_s: float = STEP_S) -> float:
+    t0 = time.perf_counter()
+    futures = client.map(sleeping, range(n_tasks), step_s=step_s, pure=False)
+    wait(futures)
+    wall = time.perf_counter() - t0
+    client.cancel(futures)
+    return wall
+
+
+def with_daskopt(client: Client, n: int, step_s: float = STEP_S) -> dict[str, Any]:
+    study = optuna.create_study(
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=0, n_warmup_steps=0),
+    )
+    objective = stepping if step_s == STEP_S else functools.partial(stepping, step_s=step_s)
+    wall = run_daskopt(client, study, objective, n_trials=2 * n, n_concurrent=n)
+    trials = study.get_trials(deepcopy=False)
+    rtts_ms = [1e3 * rtt for t in trials for rtt in t.user_attrs.get(RTT_ATTR, [])]
+    states = {state.name: sum(t.state == state for t in trials) for state in optuna.trial.TrialState}
+    return {
+        "wall_s": wall,
+        "prune_p50_ms": percentile(rtts_ms, 50),
+        "prune_p99_ms": percentile(rtts_ms, 99),
+        "complete": states["COMPLETE"],
+        "lost": 2 * n - states["COMPLETE"],
+    }
+
+
+def one_size(n: int, step_s: float = STEP_S) -> dict[str, Any]:
+    with (
+        LocalCluster(
+            n_workers=N_WORKERS,
+            threads_per_worker=n // N_WORKERS,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        client.wait_for_workers(N_WORKERS, timeout=120)
+        client.run(_quiet_worker)
+        dask_s = raw_dask(client, 2 * n, step_s)
+        ours = with_daskopt(client, n, step_s)
+    fields = {
+        "n": n,
+        "ratio_vs_dask": ratio(ours["wall_s"], dask_s),
+        "prune_p50_ms": ours["prune_p50_ms"],
+        "prune_p99_ms": ours["prune_p99_ms"],
+        "daskopt_s": ours["wall_s"],
+        "dask_s": dask_s,
+        "complete": ours["complete"],
+        "lost": ours["lost"],
+    }
+    print(result_line(NAME, fields), flush=True)
+    return fields
+
+
+def run(settings: Settings, sizes: list[int] | None = None) -> dict[str, Any]:
+    sizes = sizes or settings.pick(smoke=[8], quick=[200, 500, 1000], full=[200, 500, 1000, 2000])
+    step_s = settings.pick(smoke=0.02, quick=STEP_S, full=STEP_S)  # the smoke run only checks that it runs
+    results = [one_size(n, step_s) for n in sizes]
+    summary: dict[str, Any] = {}
+    for fields in results:
+        n = fields["n"]
+        summary[f"ratio_{n}"] = fields["ratio_vs_dask"]
+        summary[f"p99_ms_{n}"] = fields["prune_p99_ms"]
+        summary[f"lost_{n}"] = fields["lost"]
+    return summary
+
+
+if __name__ == "__main__":
+    import sys
+
+    from benchmarks.common import quiet
+
+    quiet()
+    run(Settings(mode="full"), [int(a) for a in sys.argv[1:]] or None)
