@@ -28,6 +28,7 @@ from distributed import Client, Future
 from optuna.trial import TrialState
 
 from daskopt import attributes, optuna_access
+from daskopt.engine import waiting
 from daskopt.engine.assignments import Assignments
 from daskopt.engine.channel import Connection
 from daskopt.engine.config import EngineConfig
@@ -124,6 +125,7 @@ class Engine:
         self._progress.start()
         services = [start(self) for start in self.config.services]
         set_in_optimize(self.study, True)
+        waiting.install(self.study)
         try:
             self._study_logger.study_start(self.study)
             self._fill()
@@ -142,6 +144,7 @@ class Engine:
             self._sampling.shutdown()
             self._define_by_run.shutdown()
             self._progress.stop(self.counts, len(self.running))
+            waiting.uninstall(self.study)
             set_in_optimize(self.study, False)
         if self._error is not None:
             raise self._error
@@ -416,7 +419,7 @@ class Engine:
             return
         self._pruning.finished.add(frozen)
         self._pruning.forget(run.number)
-        self.counts.record(frozen.state, self.study, retried=retry)
+        self.counts.record(frozen, self.study, retried=retry)
         self._progress.update(self.counts, len(self.running))
         self._study_logger.trial_finished(self.study, frozen, run.worker)
         for callback in self.config.callbacks:

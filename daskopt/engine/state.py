@@ -12,6 +12,8 @@ from optuna.distributions import BaseDistribution
 
 from daskopt.engine.channel import Connection
 
+CONSTRAINTS_KEY = "constraints"  # where Optuna keeps a trial's constraint values (system attrs)
+
 
 @dataclass
 class TaskState:
@@ -72,24 +74,35 @@ class Counts:
         """Outcomes that count toward ``n_trials`` (retried attempts excluded)."""
         return self.complete + self.pruned + self.failed
 
-    def record(self, state: optuna.trial.TrialState, study: optuna.Study, retried: bool) -> None:
+    def record(self, trial: optuna.trial.FrozenTrial, study: optuna.Study, retried: bool) -> None:
         if retried:
             self.retried += 1
-        elif state == optuna.trial.TrialState.COMPLETE:
+        elif trial.state == optuna.trial.TrialState.COMPLETE:
             self.complete += 1
-            self._update_best(study)
-        elif state == optuna.trial.TrialState.PRUNED:
+            self._update_best(study, trial)
+        elif trial.state == optuna.trial.TrialState.PRUNED:
             self.pruned += 1
         else:
             self.failed += 1
 
-    def _update_best(self, study: optuna.Study) -> None:
+    def _update_best(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """The best value so far, moved by each completed trial of this call. The study is asked only for the
+        first one (trials of earlier runs count) and in constrained studies (Optuna's best is the best
+        feasible trial): storages without a cached best (journal) scan every trial to answer, which made the
+        cost of a trial grow with the study."""
         if len(study.directions) != 1:
             return
-        try:
-            best = study.best_value
-        except ValueError:
+        if self.best is None or trial.system_attrs.get(CONSTRAINTS_KEY) is not None:
+            try:
+                best = study.best_value
+            except ValueError:
+                return
+        elif trial.value is None:
             return
+        elif study.direction == optuna.study.StudyDirection.MAXIMIZE:
+            best = max(self.best, trial.value)
+        else:
+            best = min(self.best, trial.value)
         self.best = best if math.isfinite(best) else self.best
 
 
