@@ -30,6 +30,7 @@ BENCHMARKS = (
     "anytime",
     "scale",
     "concurrency",
+    "hundred_k",
 )
 
 
