@@ -74,9 +74,14 @@ def _states(study: optuna.Study) -> dict[str, int]:
 
 
 def _finished(folder: Path) -> int:
+    """Finished trials so far; 0 before the driver has created the study (the journal file comes first)."""
     if not (folder / "study.journal").exists():
         return 0
-    return sum(t.state.is_finished() for t in _study(folder).trials)
+    try:
+        study = _study(folder)
+    except KeyError:
+        return 0
+    return sum(t.state.is_finished() for t in study.trials)
 
 
 @pytest.fixture(scope="module")
