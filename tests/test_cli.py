@@ -93,6 +93,7 @@ def test_dry_run_validates_and_runs_nothing(tmp_path):
     assert not (tmp_path / "cli.journal").exists()
 
 
+@pytest.mark.slow  # make test-fast leaves it out; make test runs it
 def test_run_writes_outputs_and_a_second_run_resumes(tmp_path):
     write_study(tmp_path, n_trials=6)
     first = daskopt("run", "study.toml", cwd=tmp_path)
@@ -166,6 +167,7 @@ def test_unwritable_output_dir_is_bad_input(tmp_path):
     assert done.returncode == 2 and "output.dir" in done.stderr
 
 
+@pytest.mark.slow  # make test-fast leaves it out; make test runs it
 def test_a_run_whose_trials_all_fail_exits_1_with_the_reason(tmp_path):
     write_study(tmp_path, n_trials=3)
     (tmp_path / "obj.py").write_text(

@@ -104,6 +104,7 @@ def shown(url: str) -> int:
     return int(re.search(r"daskopt-count-value'>(\d+)<", text).group(1))
 
 
+@pytest.mark.slow  # make test-fast leaves it out; make test runs it
 def test_engine_page_counts_trials_as_they_finish(live):
     assert shown(live.url) == 0
     live.open("go")
@@ -154,6 +155,7 @@ def browser(tmp_path):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.browser
+@pytest.mark.slow  # make test-fast leaves it out; make test runs it
 def test_page_renders_in_chromium_and_its_count_grows(browser, live):  # the browser first: the gates wait
     browser.get(live.url)
     count = lambda: [int(t) for t in browser.execute_script(DEEP, ".daskopt-count-value")]  # noqa: E731

@@ -56,6 +56,7 @@ def test_invalid_return_values_fail_with_a_reason(client, returned, reason):
     assert all(reason in t.user_attrs["fail_reason"] for t in study.trials)
 
 
+@pytest.mark.slow  # make test-fast leaves it out; make test runs it
 def test_timeout_lets_running_trials_finish_as_optuna_does(client):
     study = optuna.create_study()
     started = time.monotonic()

@@ -42,6 +42,7 @@ def test_killed_worker_trial_is_retried_with_the_same_params(client, channel):
     assert retry.user_attrs["attempt"] == 1
 
 
+@pytest.mark.slow  # make test-fast leaves it out; make test runs it
 def test_hung_objective_past_trial_timeout_gets_its_worker_restarted(client, channel="direct"):
     """(The relayed case is in tests/relay: a second nanny restart on one LocalCluster sometimes never brings
     its worker back, on either channel, so each cluster restarts one worker.)"""

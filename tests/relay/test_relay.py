@@ -89,6 +89,7 @@ def test_objective_error_reaches_the_caller_over_either_path(client, channel):
         _run(client, channel, objectives.raises_on_odd, n_trials=3, catch=())
 
 
+@pytest.mark.slow  # make test-fast leaves it out; make test runs it
 def test_hung_objective_is_restarted_through_the_relay_too(client):
     from tests.engine.test_worker_loss import test_hung_objective_past_trial_timeout_gets_its_worker_restarted as hung
 

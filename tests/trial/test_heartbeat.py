@@ -39,13 +39,13 @@ def count_beats(peer: socket.socket, seconds: float) -> int:
 
 def test_one_thread_beats_for_every_connection_until_stopped(listener):
     address = f"127.0.0.1:{listener.getsockname()[1]}"
-    conns = [TrialConnection(address) for _ in range(20)]
+    conns = [TrialConnection(address) for _ in range(8)]
     peers = [listener.accept()[0] for _ in conns]
     try:
         for conn in conns:
             heartbeat.start(conn, 0.05)
-        assert heartbeat_threads() == 1 and heartbeat.beating() >= 20
-        assert all(count_beats(peer, 0.3) >= 2 for peer in peers)
+        assert heartbeat_threads() == 1 and heartbeat.beating() >= 8
+        assert all(count_beats(peer, 0.2) >= 2 for peer in peers)
         for conn in conns:
             heartbeat.stop(conn)
         time.sleep(0.1)  # a beat already due may still go out
