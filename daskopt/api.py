@@ -20,7 +20,7 @@ from daskopt.engine.loop import Engine
 from daskopt.engine.repeats import expand_repeats
 from daskopt.engine.slots import check_resources, cluster_slots
 from daskopt.settings import Dashboard, Failures, Resources, Timeout, Tracking, TrialOptions, coerce, coerce_timeout
-from daskopt.tracking import study_loggers, tracking_settings
+from daskopt.tracking import study_loggers, tracking_settings, warm_up
 
 Objective = Callable[[Any], Any]
 
@@ -88,6 +88,7 @@ def optimize(
     tracking_, trials_ = coerce("tracking", tracking), coerce("trials", trials)
     board = Dashboard.coerce(dashboard)
     trial_tracking = tracking_settings(study.study_name, wandb=tracking_.wandb, output_dir=tracking_.output_dir)
+    warm_up(trial_tracking)  # W&B's start-up in this process, while the cluster starts and the call sets up
     starters = tuple(services)
     if not all(map(callable, starters)):
         raise TypeError(f"daskopt.optimize: services must be callables start(engine_view), got {starters!r}")
@@ -100,6 +101,7 @@ def optimize(
     )
     checkpoint = tracking_.checkpoint_dir
     with _client_for(client) as active:
+        warm_up(trial_tracking, active)  # and in the workers, before their first trial needs it
         slots = n_concurrent or cluster_slots(active, resources=request)  # waits for a first worker
         check_resources(active, request)
         config = EngineConfig(

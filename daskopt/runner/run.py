@@ -24,7 +24,7 @@ from daskopt.runner.storage import open_study
 from daskopt.settings import Dashboard, Failures, Resources, Timeout, Tracking, TrialOptions
 from daskopt.space import to_distributions
 from daskopt.spec import StudySpec
-from daskopt.tracking import spec_wandb_option
+from daskopt.tracking import spec_wandb_option, tracking_settings, warm_up
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,10 @@ def run_study(
         from daskopt.dashboard import register_dask_page
 
         register_dask_page()  # before a local scheduler starts, so its "More" menu lists the page
+    settings = settings_from_spec(spec, out)
+    tracking = settings["tracking"]
+    # W&B's start-up in this process runs while the cluster starts (optimize() warms the workers)
+    warm_up(tracking_settings(spec.study.name, wandb=tracking.wandb, output_dir=tracking.output_dir))
     with open_client(spec.cluster, address) as client:  # first: a cluster that fails leaves no study behind
         study = open_study(spec, create=True)
         first_number = len(study.get_trials(deepcopy=False))
@@ -71,7 +75,7 @@ def run_study(
                     search_space=distributions or None,
                     dashboard=dashboard,
                     channel=spec.cluster.channel,
-                    **settings_from_spec(spec, out),
+                    **settings,
                 )
             finally:
                 write_outputs(study, out)

@@ -20,7 +20,14 @@ from daskopt.tracking.base import (
     TrialStart,
 )
 from daskopt.tracking.jsonl import JsonlStudyLogger
-from daskopt.tracking.wandb_logger import WandbStudyLogger, WandbTrialLogger, spec_wandb_option, wandb_options
+from daskopt.tracking.wandb_logger import (
+    WandbStudyLogger,
+    WandbTrialLogger,
+    spec_wandb_option,
+    wandb_options,
+    warm_up_workers,
+)
+from daskopt.tracking.wandb_logger import warm_up as warm_up_wandb
 
 __all__ = [
     "JsonlStudyLogger",
@@ -36,6 +43,7 @@ __all__ = [
     "study_loggers",
     "tracking_settings",
     "trial_loggers",
+    "warm_up",
 ]
 
 NO_TRIAL_LOGGER = TrialLogger()
@@ -47,6 +55,16 @@ def tracking_settings(
     """What every trial needs to build its loggers (plain data, sent with the assignment), or ``None``."""
     options = wandb_options(wandb, study_name=study_name, output_dir=output_dir)
     return {"wandb": options} if options is not None else None
+
+
+def warm_up(tracking: Mapping[str, Any] | None, client: Any = None) -> None:
+    """Start the configured backends' one-off costs now, in the background: in this process, and in the
+    worker processes of ``client`` when given. Returns at once; nothing when nothing is tracked."""
+    if not tracking or not tracking.get("wandb"):
+        return
+    warm_up_wandb()
+    if client is not None:
+        warm_up_workers(client)
 
 
 def trial_loggers(tracking: Mapping[str, Any] | None) -> TrialLogger:

@@ -1,6 +1,8 @@
 """Weights & Biases: one run per trial (started inside the trial's task) and one run for the study.
 
-``wandb`` is the optional ``wandb`` extra and is imported only when a run is about to start; with
+``wandb`` is the optional ``wandb`` extra and is imported only when a study logs to W&B: then, as the
+call starts, a background thread in the driver and in each worker process imports it and starts its
+helper process (:func:`warm_up`), so that the first run of each process does not wait for them; with
 ``mode = "disabled"`` no logger is built at all, so nothing of wandb is imported anywhere.
 
 Trial runs are ``group=<study name>``, ``name=trial-<number>``, ``job_type="trial"``; the study's run from
@@ -17,12 +19,16 @@ output folder), uploaded later with ``wandb sync``. The API key is never read, p
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import importlib.util
 import logging
 import math
 import netrc
 import os
+import queue
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,7 +39,7 @@ import optuna
 from optuna.trial import TrialState
 
 from daskopt.errors import SpecError
-from daskopt.tracking.base import StudyLogger, TrialEnd, TrialLogger, TrialStart
+from daskopt.tracking.base import StudyLogger, TrialEnd, TrialLogger, TrialStart, warn
 
 logger = logging.getLogger("daskopt.tracking")
 
@@ -151,11 +157,65 @@ def _default_project(study_name: str) -> str:
 
 # ---------------------------------------------------------------------------------- in each process
 def import_wandb() -> Any:
+    """``wandb``, once this process's warm-up (if any) is done: W&B is never used while it still runs, as
+    two threads importing one package's modules at once can fail on their circular imports."""
+    warming = _warm_thread
+    if warming is not None and warming is not threading.current_thread():
+        warming.join()
     try:
         import wandb
     except ImportError:
         raise ImportError(f"W&B logging needs the wandb package here; install it with: {INSTALL_HINT}") from None
     return wandb
+
+
+# Imported by every wandb.init (wandb 0.31: launch-job inputs); the first import costs 0.3-0.8 s of CPU, more
+# the more modules the process holds, as pydantic scans sys.modules per model. Warming imports it early.
+_IMPORTED_BY_INIT = "wandb.sdk.launch.inputs.internal"
+_warm_lock = threading.Lock()
+_warm_thread: threading.Thread | None = None
+
+
+def warm_up() -> None:
+    """Start W&B's one-off costs in this process now, on a background thread, once per process.
+
+    A process's first run pays ~1.5 s on two cores before it starts: ``import wandb``, the modules
+    ``wandb.init`` imports on first use, and the start of wandb-core, the helper process that writes the
+    runs (``wandb.setup()``, W&B's own way to prepare a process). Started while the cluster starts or the
+    objective is shipped, these run in time that would otherwise be spent waiting, and while fewer modules
+    are loaded. Best effort: any failure is left for the first real run to report.
+    """
+    global _warm_thread
+    with _warm_lock:
+        if _warm_thread is not None:
+            return
+        _warm_thread = threading.Thread(target=_warm, name="daskopt-wandb-warm-up", daemon=True)
+        _warm_thread.start()
+
+
+def _warm() -> None:
+    try:
+        import wandb
+
+        with contextlib.suppress(ImportError):
+            importlib.import_module(_IMPORTED_BY_INIT)
+        wandb.setup()
+    except Exception as exc:  # e.g. wandb-core cannot start here: the first run says so, with its context
+        logger.debug("daskopt: W&B warm-up failed: %s: %s", type(exc).__name__, exc)
+
+
+def warm_up_workers(client: Any) -> None:
+    """:func:`warm_up` in every worker process of ``client``'s cluster, without waiting for it (a worker
+    that misses it, or joins later, pays the start-up in its first trial, as without warming)."""
+    try:
+        client.run(_warm_up_worker, wait=False)
+    except Exception as exc:
+        logger.debug("daskopt: W&B warm-up on the workers failed: %s: %s", type(exc).__name__, exc)
+
+
+async def _warm_up_worker() -> None:
+    """A coroutine so that ``client.run(..., wait=False)`` returns at once; it only starts the thread."""
+    warm_up()
 
 
 def resolve_mode(mode: str | None) -> str:
@@ -269,10 +329,9 @@ def _trial_summary(end: TrialEnd) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------------------------- study run
-def announce(options: Mapping[str, Any], run: Any) -> None:
+def announce(options: Mapping[str, Any]) -> None:
     """One line on the console: W&B is on, in which mode, where the runs go, and how to turn it off."""
-    settings = getattr(run, "settings", None)
-    mode = getattr(settings, "mode", None) or options.get("mode") or "online"
+    mode = resolve_mode(options.get("mode"))
     where = Path(options.get("dir") or os.getcwd()) / "wandb"
     line = (
         f"daskopt: W&B is logging every trial ({mode}, project {options.get('project')}) under {where}; "
@@ -284,11 +343,16 @@ def announce(options: Mapping[str, Any], run: Any) -> None:
 
 
 class WandbStudyLogger(StudyLogger):
-    """The study's own run, in the driver: best-so-far per finished trial, the trials table at the end."""
+    """The study's own run, in the driver: best-so-far per finished trial, the trials table at the end.
+
+    The hooks run on the engine loop and only queue: a :class:`_RunWriter` thread starts the run and
+    writes to it, so W&B's start in the driver (over a second on two cores: import, helper process, run)
+    never holds the loop. ``study_end`` waits until the run is finished on disk.
+    """
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
-        self.run: Any = None
+        self.writer: _RunWriter | None = None
         self.best: float | None = None
         self.finished: list[int] = []  # trial numbers, in finishing order
         self.counts: dict[str, int] = {}
@@ -301,8 +365,8 @@ class WandbStudyLogger(StudyLogger):
             "sampler": type(study.sampler).__name__,
             "pruner": type(study.pruner).__name__,
         }
-        self.run = start_run(self.options, name=f"study-{study.study_name}", job_type="study", config=config)
-        announce(self.options, self.run)
+        announce(self.options)
+        self.writer = _RunWriter(self.options, name=f"study-{study.study_name}", config=config)
         if len(study.directions) == 1:
             try:
                 self.best = study.best_value  # a resumed study keeps its best
@@ -311,7 +375,7 @@ class WandbStudyLogger(StudyLogger):
 
     def trial_finished(self, study: optuna.Study, frozen: optuna.trial.FrozenTrial, worker: str) -> None:
         """One row per finished trial: its number and value, the best so far, the counts by state."""
-        if self.run is None:
+        if self.writer is None:
             return
         self.finished.append(frozen.number)
         state = frozen.state.name.lower()
@@ -325,17 +389,13 @@ class WandbStudyLogger(StudyLogger):
                 row.update({f"trial_value_{i}": v for i, v in enumerate(frozen.values)})
         if self.best is not None:
             row["best_value"] = self.best
-        self.run.log(row)
+        self.writer.log(row)
 
     def study_end(self, study: optuna.Study) -> None:
-        run, self.run = self.run, None
-        if run is None:
+        writer, self.writer = self.writer, None
+        if writer is None:
             return
-        try:
-            run.summary.update(self._study_summary(study))
-            run.log({"trials": _trials_table(study)})
-        finally:
-            run.finish()
+        writer.end(self._study_summary(study), _trials_rows(study))
         if resolve_mode(self.options.get("mode")) == "offline":
             where = Path(self.options.get("dir") or ".") / "wandb"
             logger.info(
@@ -358,6 +418,66 @@ class WandbStudyLogger(StudyLogger):
         return summary
 
 
+class _RunWriter:
+    """The study's run, owned by one thread: started there, fed rows in order, finished by :meth:`end`.
+
+    A failure is warned about once per step (as a failing hook would be) and never raised; rows that
+    arrive while the run is starting wait in the queue, so none is lost.
+    """
+
+    def __init__(self, options: Mapping[str, Any], *, name: str, config: dict[str, Any]) -> None:
+        self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._work, args=(options, name, config), name="daskopt-wandb-study", daemon=True
+        )
+        self._thread.start()
+
+    def log(self, row: dict[str, Any]) -> None:
+        self._queue.put(("log", row))
+
+    def end(self, summary: dict[str, Any], table: tuple[list[str], list[list[Any]]]) -> None:
+        """Write the summary and the trials table, finish the run, and return once that is done."""
+        self._queue.put(("end", (summary, table)))
+        self._thread.join()
+
+    def _work(self, options: Mapping[str, Any], name: str, config: dict[str, Any]) -> None:
+        try:
+            run = start_run(options, name=name, job_type="study", config=config)
+        except Exception as exc:
+            warn("WandbStudyLogger.study_start failed; the study goes on", exc)
+            run = None
+        failed_log = False
+        while True:
+            kind, payload = self._queue.get()
+            if run is None:
+                if kind == "end":
+                    return
+                continue
+            if kind == "log":
+                try:
+                    run.log(payload)
+                except Exception as exc:
+                    if not failed_log:
+                        failed_log = True
+                        warn("WandbStudyLogger.trial_finished failed; the study goes on", exc)
+                continue
+            summary, (columns, rows) = payload
+            try:
+                run.summary.update(summary)
+                table = import_wandb().Table(columns=columns, allow_mixed_types=True)
+                for row in rows:
+                    table.add_data(*row)
+                run.log({"trials": table})
+            except Exception as exc:
+                warn("WandbStudyLogger.study_end failed; the study goes on", exc)
+            finally:
+                try:
+                    run.finish()
+                except Exception as exc:
+                    warn("WandbStudyLogger.study_end failed; the study goes on", exc)
+            return
+
+
 def _better(best: float | None, value: float, direction: optuna.study.StudyDirection) -> float | None:
     if math.isnan(value):
         return best
@@ -366,18 +486,17 @@ def _better(best: float | None, value: float, direction: optuna.study.StudyDirec
     return min(best, value) if direction == optuna.study.StudyDirection.MINIMIZE else max(best, value)
 
 
-def _trials_table(study: optuna.Study) -> Any:
-    """Every trial of the study as a ``wandb.Table`` (one row each; ``run`` names its W&B run)."""
-    wandb = import_wandb()
+def _trials_rows(study: optuna.Study) -> tuple[list[str], list[list[Any]]]:
+    """Every trial of the study as the columns and rows of the ``trials`` table (``run`` names its W&B run)."""
     trials = study.get_trials(deepcopy=False)
     params = sorted({name for t in trials for name in t.params})
     n_values = len(study.directions)
     value_cols = ["value"] if n_values == 1 else [f"value_{i}" for i in range(n_values)]
     columns = ["number", "run", "state", *value_cols, *params, "duration_s"]
-    table = wandb.Table(columns=columns, allow_mixed_types=True)
+    rows = []
     for t in trials:
         values = list(t.values) if t.values is not None else [None] * n_values
         duration = t.duration.total_seconds() if t.duration is not None else None
-        row = [t.number, f"trial-{t.number}", t.state.name, *values, *[t.params.get(p) for p in params], duration]
-        table.add_data(*row)
-    return table
+        by_param = [t.params.get(p) for p in params]
+        rows.append([t.number, f"trial-{t.number}", t.state.name, *values, *by_param, duration])
+    return columns, rows

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 
 import optuna
 import pytest
@@ -191,3 +192,40 @@ def test_a_study_file_logs_to_wandb_with_its_metric_name(client, tmp_path):
     assert len(trials) == 3 and all(run.group == "from-file" for run in runs)
     assert all(len(run.metric("loss")) == 5 and "value" not in run.metric("loss") for run in trials)
     assert len((out / "events.jsonl").read_text().splitlines()) == 2 + 2 * 3
+
+
+def _warm_state() -> dict[str, object]:
+    import os
+    import sys
+
+    from daskopt.tracking import wandb_logger
+
+    thread = wandb_logger._warm_thread
+    return {
+        "done": thread is not None and not thread.is_alive(),
+        "wandb": "wandb" in sys.modules,
+        "imported_by_init": wandb_logger._IMPORTED_BY_INIT in sys.modules,
+        "service": bool(os.environ.get("WANDB_SERVICE")),
+    }
+
+
+def test_warm_up_prepares_wandb_in_every_worker_and_starts_no_run(tmp_path):
+    """Fresh worker processes: the warm-up imports wandb there and starts wandb-core, but logs nothing."""
+    from distributed import Client, LocalCluster
+
+    from daskopt.tracking import tracking_settings, warm_up
+
+    tracking = tracking_settings("warm", wandb={"mode": "offline"}, output_dir=tmp_path)
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40) as c,
+        Client(c) as client,
+    ):
+        assert not any(state["wandb"] for state in client.run(_warm_state).values())
+        warm_up(tracking, client)
+        deadline = time.monotonic() + 120
+        while not all(state["done"] for state in client.run(_warm_state).values()):
+            assert time.monotonic() < deadline, client.run(_warm_state)
+            time.sleep(0.2)
+        states = list(client.run(_warm_state).values())
+    assert states == [{"done": True, "wandb": True, "imported_by_init": True, "service": True}] * 2
+    assert not (tmp_path / "wandb").exists()

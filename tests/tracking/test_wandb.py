@@ -5,10 +5,21 @@ from __future__ import annotations
 import sys
 import threading
 
+import optuna
 import pytest
 
 from daskopt.errors import SpecError
-from daskopt.tracking import TrialEnd, TrialLoggers, TrialStart, WandbTrialLogger, spec_wandb_option, tracking_settings
+from daskopt.tracking import (
+    StudyLoggers,
+    TrialEnd,
+    TrialLoggers,
+    TrialStart,
+    WandbStudyLogger,
+    WandbTrialLogger,
+    spec_wandb_option,
+    tracking_settings,
+)
+from daskopt.tracking import wandb_logger as wandb_logger_module
 from daskopt.tracking.wandb_logger import resolve_mode, wandb_options
 from tests.tracking.wandb_files import offline_runs
 
@@ -145,3 +156,44 @@ def test_out_of_order_steps_are_kept(tmp_path):
     assert any(row.get("loss") == 5.0 and row.get("step") == 0 for row in run.history)
     assert run.summary["state"] == "FAIL" and run.summary["error"] == "ValueError: x" and run.exit_code == 1
     assert run.config == {"late": 1}  # define-by-run parameters arrive at the end
+
+
+def _three_trials(study_logger: StudyLoggers, study: optuna.Study) -> None:
+    for value in (3.0, 1.0, 2.0):
+        trial = study.ask()
+        study_logger.trial_finished(study, study.tell(trial, value), "tcp://w:1")
+
+
+def test_study_run_keeps_the_rows_that_arrive_while_it_starts(tmp_path):
+    """The study's run starts on a thread of its own; rows told meanwhile wait for it, in order."""
+    options = wandb_options({"mode": "offline"}, study_name="early", output_dir=tmp_path)
+    study = optuna.create_study(study_name="early")
+    loggers = StudyLoggers([WandbStudyLogger(options)])  # type: ignore[arg-type]
+    loggers.study_start(study)
+    _three_trials(loggers, study)  # at once: W&B has not started the run yet
+    loggers.study_end(study)
+    (run,) = offline_runs(tmp_path, count=1)
+    assert run.name == "study-early" and run.job_type == "study" and run.exit_code == 0
+    rows = [row for row in run.history if "trial" in row]
+    assert [row["trial"] for row in rows] == [0, 1, 2]
+    assert [row["best_value"] for row in rows] == [3.0, 1.0, 1.0]
+    assert run.summary["trial_runs"] == ["trial-0", "trial-1", "trial-2"] and run.summary["best_run"] == "trial-1"
+    assert run.summary["trials"]["nrows"] == 3
+
+
+def test_a_study_run_that_cannot_start_warns_once_and_the_study_goes_on(tmp_path, monkeypatch, caplog):
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("wandb-core did not start")
+
+    monkeypatch.setattr(wandb_logger_module, "start_run", refuse)
+    options = wandb_options({"mode": "offline"}, study_name="refused", output_dir=tmp_path)
+    study = optuna.create_study(study_name="refused")
+    loggers = StudyLoggers([WandbStudyLogger(options)])  # type: ignore[arg-type]
+    loggers.study_start(study)
+    _three_trials(loggers, study)
+    loggers.study_end(study)  # returns: nothing to finish
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "daskopt: WandbStudyLogger.study_start failed; the study goes on: RuntimeError: wandb-core did not start"
+    ]
+    assert not (tmp_path / "wandb").exists() or not list((tmp_path / "wandb").glob("offline-run-*"))
