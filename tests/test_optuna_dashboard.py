@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.browser import headless_chromium
 from tests.conftest import free_port
 from tests.studyfiles import write_study
 
@@ -29,7 +29,6 @@ pytest.importorskip("optuna_dashboard", reason="needs optuna-dashboard (the optu
 
 NAME, N_TRIALS = "dashboard-check", 5
 PREFIX = "daskopt: browse it with: "
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 class Dashboard:
@@ -122,30 +121,7 @@ def test_printed_command_serves_the_study_and_its_trials(dashboard: Dashboard) -
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)")
-    pytest.importorskip("selenium", reason="needs selenium (the dev extra)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    yield from headless_chromium(tmp_path / "chromium", window="1400,1000")
 
 
 def page_shows(driver: Any, text: str, timeout_s: float = 60.0) -> bool:

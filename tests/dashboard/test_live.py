@@ -10,11 +10,11 @@ from __future__ import annotations
 import functools
 import os
 import re
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -22,9 +22,9 @@ from bokeh.client import pull_session
 
 import daskopt
 from daskopt.dashboard import running_dashboards
+from tests.browser import headless_chromium
 
 N_TRIALS, HELD_FROM = 40, 30
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
@@ -124,34 +124,8 @@ return found.map((e) => e.textContent);
 
 
 @pytest.fixture
-def browser(tmp_path):  # type: ignore[no-untyped-def]
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)")
-    pytest.importorskip("selenium", reason="needs selenium (the dev extra)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-        "--window-size=1400,1900",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    try:
-        yield driver
-    finally:
-        driver.quit()
+def browser(tmp_path: Path) -> Iterator[Any]:
+    yield from headless_chromium(tmp_path / "chromium", window="1400,1900", console_log=True)
 
 
 @pytest.mark.browser
