@@ -19,6 +19,7 @@ from daskopt.engine.config import Callback, EngineConfig, ServiceStarter
 from daskopt.engine.loop import Engine
 from daskopt.engine.repeats import expand_repeats
 from daskopt.engine.slots import check_resources, cluster_slots
+from daskopt.schedulers.base import Scheduler, check_scheduler
 from daskopt.settings import Dashboard, Failures, Resources, Timeout, Tracking, TrialOptions, coerce, coerce_timeout
 from daskopt.tracking import study_loggers, tracking_settings, warm_up
 
@@ -44,6 +45,7 @@ def optimize(
     dashboard: Dashboard | bool | Mapping[str, Any] | None = None,
     services: Iterable[ServiceStarter] = (),
     channel: Literal["auto", "direct", "relay"] = "auto",
+    scheduler: Scheduler | None = None,
 ) -> optuna.Study:
     """Run ``objective`` on a Dask cluster, each trial a Dask task, and return ``study``.
 
@@ -80,6 +82,9 @@ def optimize(
             relayed through the scheduler; a line says which), ``"direct"`` (an error at once if they
             cannot) or ``"relay"`` (through the scheduler only: the client needs to reach the scheduler
             and nothing else).
+        scheduler: a trial scheduler that pauses, resumes and clones trials (:mod:`daskopt.schedulers`:
+            promotion-type ASHA and Hyperband, PBT, PB2); it decides instead of the study's pruner and
+            needs trials that checkpoint, and a ``checkpoint_dir``.
     """
     check_optimize_arguments(locals())
     catch_types, callbacks = check_catch(catch), check_callbacks(callbacks)
@@ -100,6 +105,7 @@ def optimize(
         gpu_memory_fraction=resources_.gpu_memory_fraction,
     )
     checkpoint = tracking_.checkpoint_dir
+    check_scheduler(scheduler, study, None if checkpoint is None else str(checkpoint), "daskopt.optimize")
     with _client_for(client) as active:
         warm_up(trial_tracking, active)  # and in the workers, before their first trial needs it
         slots = n_concurrent or cluster_slots(active, resources=request)  # waits for a first worker
@@ -120,6 +126,7 @@ def optimize(
             study_logger=study_loggers(trial_tracking, tracking_.output_dir, extra=tracking_.loggers),
             services=starters,
             channel=channel,
+            scheduler=scheduler,
         )
         expand_repeats(study, trials_.repeats, trials_.seed_base)
         _run(Engine(study, objective, active, config))

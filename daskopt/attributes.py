@@ -20,6 +20,12 @@ RETRY_OF = "retry_of"  # on a re-enqueued trial: the number of the attempt it re
 ATTEMPT = "attempt"  # 1, 2, ... on retries of a lost trial (absent: the first attempt)
 CHECKPOINT_OF = "checkpoint_of"  # the trial whose checkpoint folder this one uses
 NOT_STARTED = "not_started"  # written by earlier versions on trials asked but never run: no outcome
+RESTORE = "restore"  # [trial whose reports it carries, checkpoint folder key, step or None]: where it starts
+PAUSED_AT = "paused_at"  # the steps at which a scheduler paused the trial
+SUSPENDED = "suspended"  # True while paused (a rerun after a dead driver keeps it paused)
+CONTINUES = "continues"  # PBT: the trial this one goes on from (that one is no outcome)
+PARENT = "parent"  # PBT: the trial whose checkpoint it started from (its weights' lineage)
+MEMBER = "member"  # PBT: the population member (the first trial's number) a trial belongs to
 REPEAT = "repeat"  # on repeats of an enqueued point: its index ...
 SEED = "seed"  # ... and the seed it runs with (seed_base + repeat)
 
@@ -43,16 +49,19 @@ def requeue(
     user_attrs: Mapping[str, Any],
     *,
     next_attempt: int | None = None,
+    restore_step: int | None = None,
 ) -> None:
     """Enqueue trial ``number``'s parameters again, as the attempt that replaces it.
 
     The caller records trial ``number`` itself as FAIL with its reason. The new trial carries the old
     one's attributes (its seed, its repeat) except the diagnostics, plus ``retry_of`` (so the failed
     attempt is no outcome), its checkpoint folder, and ``attempt`` when given (retries of lost trials
-    count attempts; a trial cut short by an interrupt keeps its count).
+    count attempts; a trial cut short by an interrupt keeps its count). It starts from the checkpoint of
+    ``restore_step`` in that folder (``None``: the newest there), carrying the reports up to it.
     """
     attrs = {k: v for k, v in user_attrs.items() if k not in DIAGNOSTICS}
-    attrs.update({RETRY_OF: number, CHECKPOINT_OF: checkpoint_key(number, user_attrs)})
+    key = checkpoint_key(number, user_attrs)
+    attrs.update({RETRY_OF: number, CHECKPOINT_OF: key, RESTORE: [number, key, restore_step]})
     if next_attempt is not None:
         attrs[ATTEMPT] = next_attempt
     study.enqueue_trial(dict(params), user_attrs=attrs)
@@ -60,7 +69,7 @@ def requeue(
 
 def replaced_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
     """Numbers of the trials that a re-enqueued attempt replaces."""
-    return {int(t.user_attrs[RETRY_OF]) for t in trials if RETRY_OF in t.user_attrs}
+    return {int(t.user_attrs[key]) for t in trials for key in (RETRY_OF, CONTINUES) if key in t.user_attrs}
 
 
 def is_outcome(trial: FrozenTrial, replaced: set[int]) -> bool:

@@ -19,8 +19,9 @@ from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from daskopt.errors import SpecError
+from daskopt.schedulers import PromotionASHA, PromotionHyperband, Scheduler
 from daskopt.spec.base import hint, show
-from daskopt.spec.models import PrunerSection, SamplerSection
+from daskopt.spec.models import PrunerSection, SamplerSection, SchedulerSection
 from daskopt.spec.values import resolve_storage_url
 
 
@@ -73,6 +74,25 @@ def make_sampler(spec: SamplerSection, distributions: Mapping[str, BaseDistribut
 def make_pruner(spec: PrunerSection) -> pruners.BasePruner:
     """The pruner ``spec`` names, built with its options."""
     return _build("pruner", PRUNERS, spec.name, dict(spec.options))
+
+
+SCHEDULERS: dict[str, Callable[..., Scheduler]] = {
+    "asha-promotion": PromotionASHA,
+    "hyperband-promotion": PromotionHyperband,
+}
+
+
+def make_scheduler(spec: SchedulerSection | None, pruner: PrunerSection) -> Scheduler | None:
+    """The scheduler ``spec`` names, built with its options; one beside a ``[pruner]`` is an error."""
+    if spec is None:
+        return None
+    if pruner.name != "none":
+        raise SpecError(
+            f"[scheduler] {spec.name!r} and [pruner] {pruner.name!r} would both decide when trials stop; a scheduler "
+            "decides alone (it also pauses, resumes and clones trials): remove the [pruner] section",
+            key="scheduler",
+        )
+    return _build("scheduler", SCHEDULERS, spec.name, dict(spec.options))  # type: ignore[no-any-return]
 
 
 def make_storage(url: str) -> BaseStorage | str | None:

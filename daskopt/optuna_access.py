@@ -39,6 +39,12 @@ def stored_trial_id(trial: FrozenTrial) -> int:
     return int(trial._trial_id)
 
 
+def trial_by_number(study: optuna.Study, number: int) -> FrozenTrial:
+    """One stored trial by its number, without reading the others."""
+    storage = study._storage
+    return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
+
+
 def all_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Every trial, without copies and straight from the storage (no study-level caching)."""
     return study._storage.get_all_trials(study._study_id, deepcopy=False)

@@ -167,3 +167,30 @@ def define_by_run_with_attrs(trial: optuna.Trial) -> float:
         if trial.should_prune():
             raise optuna.TrialPruned()
     return x**2 + extra
+
+
+ACCUMULATE_STEPS = 9
+
+
+def accumulates(trial: optuna.Trial) -> float:
+    """9 steps, each saving a checkpoint before its report; the value depends on x alone, however often the
+    trial was paused, resumed or moved, and ``ran`` counts the steps actually computed. Runs unchanged in
+    plain Optuna (no checkpoints there). ``kill_at`` (a user attribute) SIGKILLs the worker at that step on
+    the first attempt."""
+    x = trial.suggest_float("x", -3, 3)
+    load = getattr(trial, "load_checkpoint", None)
+    state = (load() if load else None) or {"total": 0.0, "ran": 0}
+    resumed = getattr(trial, "resume_step", None)
+    for step in range(0 if resumed is None else resumed + 1, ACCUMULATE_STEPS):
+        state["total"] += (x - 1) ** 2 / (step + 1)
+        state["ran"] += 1
+        if trial.user_attrs.get("kill_at") == step and "retry_of" not in trial.user_attrs:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if hasattr(trial, "save_checkpoint"):
+            trial.save_checkpoint(state, step)
+        trial.report(state["total"], step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+        time.sleep(0.01)
+    trial.set_user_attr("ran", state["ran"])
+    return float(state["total"])

@@ -50,6 +50,7 @@ class Assignments:
             chain_below_s=config.trials.chain_below_s,
             tracking=config.tracking,
             checkpoint_dir=None if root is None else f"{root}/trial-{checkpoint_key(run.number, run.user_attrs)}",
+            restore=None if root is None or run.restore is None else [f"{root}/trial-{run.restore[0]}", run.restore[1]],
             joint={name: [v.distribution_json, v.value] for name, v in run.joint.items()},
             objective=None if has_objective else self.objective_bytes,
             trial_id=trial_id(run.trial),

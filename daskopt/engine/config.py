@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import optuna
 from optuna.distributions import BaseDistribution
 
+from daskopt.schedulers.base import Scheduler
 from daskopt.settings import Failures, Timeout, TrialOptions
 from daskopt.tracking.base import StudyLogger
 
@@ -52,6 +53,7 @@ class EngineConfig:
     tracking: dict[str, Any] | None = None  # sent to every trial, see daskopt.tracking.trial_loggers
     study_logger: StudyLogger | None = None  # driver-side hooks, see daskopt.tracking.base.StudyLogger
     services: Sequence[ServiceStarter] = ()
+    scheduler: Scheduler | None = None  # decides instead of the study's pruner (daskopt.schedulers)
     channel: str = "auto"  # the trial channel: "auto", "direct" or "relay" (engine/trial_channel.py)
     # engine knobs that are not user settings (tests and benchmarks set them)
     restart_hung_workers: bool = True

@@ -33,6 +33,7 @@ from daskopt.engine.assignments import Assignments
 from daskopt.engine.channel import Connection
 from daskopt.engine.config import EngineConfig
 from daskopt.engine.define_by_run import DefineByRun, joint_sample
+from daskopt.engine.movable import Movable
 from daskopt.engine.progress import Progress
 from daskopt.engine.pruning import PruneDecider
 from daskopt.engine.sampling import SamplingGate, ask_ahead
@@ -97,6 +98,7 @@ class Engine:
         self._progress = Progress(config.show_progress, config.n_trials)
         self._deadline = time.monotonic() + config.timeout.seconds if config.timeout else None
         self._study_logger = config.study_logger or StudyLogger()
+        self._movable = Movable(study, config.scheduler)  # paused trials, and the scheduler deciding on them
 
     # ------------------------------------------------------------------------------- lifecycle
     async def run(self) -> None:
@@ -128,6 +130,7 @@ class Engine:
         waiting.install(self.study)
         try:
             self._study_logger.study_start(self.study)
+            self._movable.start(self.config.n_concurrent)
             self._fill()
             await self._done
         except asyncio.CancelledError:
@@ -170,6 +173,7 @@ class Engine:
             self._cancel_running(reason, requeue=self._requeue_cut)
             while self._ready:
                 self._end_unstarted(self._ready.popleft())
+            self._movable.end(self._requeue_cut, self._end_paused, self._requeue_paused)
         self._fill()
 
     def _cancel_running(self, reason: str, requeue: bool) -> None:
@@ -193,7 +197,7 @@ class Engine:
             return self._asking + len(self._ready)  # asked trials still run
         if self.config.n_trials is None:
             return math.inf
-        return self.config.n_trials - self.counts.finished - len(self.running)
+        return self.config.n_trials - self.counts.finished - len(self.running) - len(self._movable.suspended)
 
     def _fill(self) -> None:
         """Ask while a slot is free, hand ready trials to waiting tasks, keep tasks queued ahead.
@@ -218,7 +222,9 @@ class Engine:
         ahead = 0
         if self.config.ask_ahead and n > 1 and not self._sampling.inline:
             ahead = ask_ahead(n, self._sampling.average_s, self._trial_s)
-        if self._stopping is None:
+        if self._stopping is None:  # a paused trial the scheduler promotes comes before a new one
+            while len(self.running) + self._asking + len(self._ready) < n and (run := self._movable.resume_next()):
+                self._ready.appendleft(run)
             while (
                 self._asking + len(self._ready) < self._unstarted()
                 and len(self.running) + self._asking + len(self._ready) < n + ahead
@@ -247,6 +253,7 @@ class Engine:
         user_attrs = trial.user_attrs
         run = TrialRun(trial=trial, params=dict(trial.params), user_attrs=user_attrs, joint=joint)
         run.prune_enabled = attributes.REPEAT not in user_attrs and self._n_objectives == 1
+        self._movable.prepare(run)  # a trial going on from another starts from its checkpoint
         return run
 
     def _asked(self, run: TrialRun | None, error: BaseException | None) -> None:
@@ -256,6 +263,9 @@ class Engine:
             return
         if self._hard_stop:
             self._end_unstarted(run)
+            return
+        if self._movable.adopt(run):  # a paused trial of an earlier call: it waits to be resumed
+            self._fill()
             return
         self._ready.append(run)
         self._fill()
@@ -322,6 +332,8 @@ class Engine:
             self._on_attr(run, message[1], message[2], message[3])
         elif kind == events.FINISH:
             self._on_finish(run, message[1], message[2], message[3])
+        elif kind == events.CHECKPOINT:
+            run.checkpoint_step = int(message[1])
         elif kind == events.WARN and message[1] not in self._warned:  # e.g. a range the file and code disagree on
             self._warned.add(message[1])
             logger.warning("daskopt: %s", message[2])
@@ -341,6 +353,7 @@ class Engine:
 
     def _on_report(self, run: TrialRun, step: int, value: float) -> None:
         run.trial.report(value, step)
+        run.last_step, run.last_value = step, value
 
     def _on_prune(self, run: TrialRun, request: int) -> None:
         """``should_prune()`` was called: decide after this batch, on every report that came before it."""
@@ -354,7 +367,13 @@ class Engine:
             run = self.running.get(number)
             if run is None or run.finished or run.conn is None:
                 continue
-            prune = run.prune_enabled and self._pruning.should_prune(run.trial)
+            if self._movable.scheduler is not None:  # a scheduler decides instead of the pruner
+                prune, action = self._movable.decide(run)
+                if action is not None:
+                    run.conn.send([events.DECISION, run.prune_request, prune, action])
+                    continue
+            else:
+                prune = run.prune_enabled and self._pruning.should_prune(run.trial)
             run.conn.send([events.DECISION, run.prune_request, prune])
         self._to_decide.clear()
 
@@ -367,7 +386,11 @@ class Engine:
             run.trial.set_user_attr(key, value)
 
     def _on_finish(self, run: TrialRun, state: str, values: list[float] | None, error: Any) -> None:
-        if state == events.FAIL and error is not None:
+        if state == events.SUSPENDED and run.checkpoint_step is not None:
+            self._suspend(run)
+        elif state == events.PRUNED and self._movable.clone(run) is not None:
+            self._exploit(run)
+        elif state == events.FAIL and error is not None:
             self._tell(run, TrialState.FAIL, reason=error["message"], traceback=error["traceback"])
             if not self._caught(error):
                 self._error = ObjectiveError(run.number, error["type"], error["message"], error["traceback"])
@@ -419,6 +442,7 @@ class Engine:
             return
         self._pruning.finished.add(frozen)
         self._pruning.forget(run.number)
+        self._movable.finished(frozen)
         self.counts.record(frozen, self.study, retried=retry)
         self._progress.update(self.counts, len(self.running))
         self._study_logger.trial_finished(self.study, frozen, run.worker)
@@ -448,9 +472,45 @@ class Engine:
         self._fill()
 
     def _requeue(self, run: TrialRun, reason: str, attempt: int) -> None:
-        """FAIL ``run`` (not counted as an outcome) and enqueue its parameters for a new attempt."""
+        """FAIL ``run`` (not counted as an outcome) and enqueue its parameters for a new attempt, which starts
+        from its newest checkpoint."""
         self._tell(run, TrialState.FAIL, reason=reason, retry=True)
-        attributes.requeue(self.study, run.number, run.trial.params, run.user_attrs, next_attempt=attempt)
+        attributes.requeue(
+            self.study,
+            run.number,
+            run.trial.params,
+            run.user_attrs,
+            next_attempt=attempt,
+            restore_step=run.checkpoint_step,
+        )
+
+    # ------------------------------------------------------------------------ paused trials
+    def _suspend(self, run: TrialRun) -> None:
+        """A scheduler paused ``run`` and its objective stopped: the slot is free, the trial stays RUNNING."""
+        self.running.pop(run.number, None)
+        entry = self.timeline.get(run.number)
+        if entry is not None:
+            entry.ended, entry.state = time.time(), "SUSPENDED"
+        if run.conn is not None and isinstance(run.conn.state, TaskState):
+            run.conn.state.run = None
+        self._movable.suspend(run)
+        self._progress.update(self.counts, len(self.running))
+
+    def _exploit(self, run: TrialRun) -> None:
+        """PBT: ``run`` ends (PRUNED, no outcome) and goes on as a new trial from a better one's checkpoint."""
+        clone = self._movable.clone(run)
+        assert clone is not None
+        self._tell(run, TrialState.PRUNED, retry=True)
+        params, attrs = clone
+        self.study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
+
+    def _end_paused(self, run: TrialRun) -> None:
+        """The call ends with ``run`` paused: PRUNED at its last report, as a trial a pruner stopped."""
+        self._tell(run, TrialState.PRUNED)
+
+    def _requeue_paused(self, run: TrialRun) -> None:
+        """The call is interrupted with ``run`` paused: enqueued again, to stay paused in the next call."""
+        self._requeue(run, f"interrupted while paused: {self._stopping}", attributes.attempt(run.user_attrs))
 
     # ----------------------------------------------------------------------- connection / task
     def _on_closed(self, conn: Connection) -> None:

@@ -48,6 +48,14 @@ class TrialRun:
     prune_enabled: bool = True
     finished: bool = False
     joint: dict[str, JointValue] = field(default_factory=dict)  # the sampler's joint sample, for PARAM
+    # movable trials (engine/movable.py)
+    last_step: int | None = None  # the latest report, as a scheduler sees it
+    last_value: float = float("nan")
+    checkpoint_step: int | None = None  # the newest checkpoint the trial told the loop about
+    restore: tuple[int, int | None] | None = None  # (checkpoint folder key, step or None) it starts from
+    paused_at: int | None = None  # the step it is paused at, while suspended
+    carried: dict[int, float] = field(default_factory=dict)  # reports it carries from the trial it goes on from
+    action: Any = None  # the scheduler's latest decision about it
 
     @property
     def number(self) -> int:

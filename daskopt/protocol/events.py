@@ -15,11 +15,15 @@ Trial -> loop
     ``[FINISH, state, values, error]``                         ``error`` is an :class:`ErrorInfo` dict
     ``[PROBE, token]``                                         can this worker reach the loop? (answer: STOP)
     ``[WARN, key, text]``                                      fire-and-forget: the loop warns once per key
+    ``[CHECKPOINT, step]``                                     fire-and-forget: step's checkpoint is complete
 
 Loop -> trial
     ``[ASSIGN, assignment_dict]``     the trial to run (see :class:`Assignment`)
     ``[STOP]``                        no trial for this task; return at once
-    ``[DECISION, request, prune]``    the pruner's answer to ``PRUNE``, on every report sent before it
+    ``[DECISION, request, prune, action]``  the answer to ``PRUNE``, on every report sent before it;
+                                      ``action`` (optional) says a scheduler's ``prune`` is a SUSPEND
+                                      (the trial is paused, to be resumed) or an EXPLOIT (it goes on
+                                      as a clone of a better trial): the objective stops either way
     ``[VALUE, request_id, value]``    answer to ``SUGGEST``
     ``[REFUSED, request_id, message]``  ``SUGGEST`` failed in the loop (e.g. incompatible distribution)
     ``[CANCEL, reason]``              the loop has ended this trial (study timeout, trial timeout, Ctrl-C)
@@ -40,6 +44,7 @@ PARAM = 7
 PRUNE = 8
 PROBE = 9
 WARN = 16
+CHECKPOINT = 17
 
 ASSIGN = 10
 STOP = 11
@@ -51,6 +56,11 @@ CANCEL = 15
 COMPLETE = "COMPLETE"
 PRUNED = "PRUNED"
 FAIL = "FAIL"
+SUSPENDED = "SUSPENDED"  # a FINISH state: paused at its last checkpoint, to be resumed
+
+# the action of a DECISION that stops the objective without ending the trial
+SUSPEND = "suspend"
+EXPLOIT = "exploit"
 
 # what an ATTR message sets
 USER_ATTR = 0
@@ -91,6 +101,7 @@ class Assignment:
     chain_below_s: float = 0.0
     checkpoint_dir: str | None = None  # shared folder of this trial (and of its retries)
     joint: dict[str, list[Any]] = field(default_factory=dict)  # name -> [distribution_json, value]
+    restore: list[Any] | None = None  # [checkpoint folder, step or None]: where it starts (trial/checkpoints.py)
     tracking: dict[str, Any] | None = None  # plain logger settings (daskopt.tracking.trial_loggers)
     objective: bytes | None = field(default=None, repr=False)
     trial_id: int = -1  # the storage's id of the trial (``trial._trial_id``, for storage calls on this trial)

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from daskopt.api import optimize
 from daskopt.attributes import FAIL_REASON, FINISHED, NOT_STARTED
 from daskopt.cluster import adaptive_slots, open_client
+from daskopt.factory import make_scheduler
 from daskopt.runner.objective import make_objective
 from daskopt.runner.outputs import check_output_dir, write_outputs
 from daskopt.runner.recovery import outcomes, recover_interrupted
@@ -103,6 +104,7 @@ def settings_from_spec(spec: StudySpec, out: Path) -> dict[str, Any]:
             wandb=spec_wandb_option(spec.wandb, objective.metric), output_dir=out, checkpoint_dir=out / "checkpoints"
         ),
         "trials": TrialOptions(report_last_n=study.report_last_n, repeats=study.repeats, seed_base=study.seed_base),
+        "scheduler": make_scheduler(spec.scheduler, spec.pruner),
     }
 
 

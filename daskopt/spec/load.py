@@ -131,7 +131,7 @@ def _located(source: str, prefix: str = "") -> Iterator[None]:
 def _check_buildable(spec: StudySpec, source: str) -> None:
     """Enqueued values fit the space, and the sampler and pruner accept their options."""
     # Both modules build on this package: importing them at the top would be circular.
-    from daskopt.factory import make_pruner, make_sampler
+    from daskopt.factory import make_pruner, make_sampler, make_scheduler
     from daskopt.space import check_enqueued, to_distributions
 
     distributions = to_distributions(spec.space)
@@ -142,3 +142,4 @@ def _check_buildable(spec: StudySpec, source: str) -> None:
         warnings.simplefilter("ignore", ExperimentalWarning)
         make_sampler(spec.sampler, distributions)
         make_pruner(spec.pruner)
+        make_scheduler(spec.scheduler, spec.pruner)

@@ -112,6 +112,14 @@ class PrunerSection(Section):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class SchedulerSection(Section):
+    """``[scheduler]``: a trial scheduler by name (``asha-promotion``, ``hyperband-promotion``, ``pbt``,
+    ``pb2``); ``options`` are its constructor's keyword arguments. It decides instead of ``[pruner]``."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
 class StorageSection(Section):
     """``[storage]``: where the Optuna study lives (default ``journal:<study name>.journal``)."""
 
@@ -151,6 +159,7 @@ class StudySpec(Section):
     space: dict[str, ParamSpec] = Field(default_factory=dict)
     sampler: SamplerSection = SamplerSection()
     pruner: PrunerSection = PrunerSection()
+    scheduler: SchedulerSection | None = None
     enqueue: Annotated[tuple[dict[str, Any], ...], Field(strict=False)] = ()
     cluster: ClusterSection = ClusterSection()
     storage: StorageSection

@@ -23,7 +23,8 @@ from __future__ import annotations
 import datetime
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, overload
 
@@ -45,6 +46,7 @@ from daskopt.optuna_access import contains
 from daskopt.protocol import events
 from daskopt.protocol.framing import ChannelClosed
 from daskopt.tracking.base import TrialLogger
+from daskopt.trial import checkpoints
 from daskopt.trial.connection import LoopChannel
 from daskopt.trial.study_view import StudyView, TrialStorageView
 
@@ -73,6 +75,8 @@ class TrialHandle(BaseTrial):
         self._replies: dict[int, list[Any]] = {}
         self._next_request = 0
         self.cancelled: str | None = None
+        self.stop_action: str | None = None  # SUSPEND or EXPLOIT: a scheduler's prune that does not end the trial
+        self._restore = checkpoints.resolve(assignment.restore)  # fails the trial at once if it is missing
         self._datetime_start = datetime.datetime.fromisoformat(assignment.datetime_start)
         self._trial_id = assignment.trial_id  # read by Optuna helpers that write through trial.storage
         self._study = StudyView(assignment.study)
@@ -235,6 +239,7 @@ class TrialHandle(BaseTrial):
         if kind == events.DECISION:
             if self._decision is None or message[1] >= self._decision[0]:
                 self._decision = (message[1], bool(message[2]))
+                self.stop_action = message[3] if len(message) > 3 and message[2] else None
         elif kind in (events.VALUE, events.REFUSED):
             self._replies[message[1]] = message
         elif kind == events.CANCEL:
@@ -317,6 +322,45 @@ class TrialHandle(BaseTrial):
         path = Path(self._assignment.checkpoint_dir)
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    # ------------------------------------------------------------------------------- checkpoints
+    @contextmanager
+    def checkpoint(self, step: int) -> Iterator[Path]:
+        """A folder to write the trial's state at ``step`` into (any files); when the block ends it becomes
+        the trial's checkpoint for ``step`` and the loop is told, so schedulers may pause the trial there
+        and resume it later on any worker, or start another trial from it. Call it before
+        ``report(value, step)``."""
+        with checkpoints.writing(self.checkpoint_dir, step, pinned=self.restore_dir) as folder:
+            yield folder
+        if self.cancelled is None:
+            try:
+                self._conn.send([events.CHECKPOINT, step])
+            except ChannelClosed:
+                self.cancelled = "the engine loop is gone"
+
+    def save_checkpoint(self, state: Any, step: int) -> None:
+        """Save ``state`` (anything picklable: a dict of arrays, counters, an RNG state) as the checkpoint of
+        ``step``; :meth:`load_checkpoint` returns it when the trial resumes."""
+        with self.checkpoint(step) as folder:
+            checkpoints.save_state(folder, state)
+
+    def load_checkpoint(self) -> Any:
+        """The state this trial resumes from (saved by :meth:`save_checkpoint` at :attr:`resume_step`), or
+        ``None`` when it starts from scratch. It is the trial's own state after a pause or a lost worker, or
+        the state of a better trial that a PBT exploit copies."""
+        folder = self.restore_dir
+        return None if folder is None else checkpoints.load_state(folder)
+
+    @property
+    def restore_dir(self) -> Path | None:
+        """The checkpoint folder this trial starts from (for checkpoints written with :meth:`checkpoint`), or
+        ``None``."""
+        return None if self._restore is None else self._restore[0]
+
+    @property
+    def resume_step(self) -> int | None:
+        """The step of the checkpoint this trial starts from (continue at the next one), or ``None``."""
+        return None if self._restore is None else self._restore[1]
 
     @property
     def reported_values(self) -> list[float]:

@@ -128,8 +128,9 @@ def _call_objective(objective: Callable[..., Any], handle: TrialHandle, assignme
     try:
         returned = objective(handle)
         values = objective_values(returned, assignment.n_objectives, handle.reported_values, assignment.report_last_n)
-    except optuna.TrialPruned:
-        return [events.FINISH, events.PRUNED, None, None]
+    except optuna.TrialPruned:  # pruned, or paused by a scheduler (it resumes from its last checkpoint)
+        state = events.SUSPENDED if handle.stop_action == events.SUSPEND else events.PRUNED
+        return [events.FINISH, state, None, None]
     except (Exception, SystemExit, KeyboardInterrupt) as exc:  # the trial's outcome, not the task's: an
         # objective's sys.exit() or KeyboardInterrupt must not take its worker thread down (and look like a
         # lost trial); being no Exception, they stop the study unless `catch` names them, as in Optuna

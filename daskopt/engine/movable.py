@@ -1,0 +1,162 @@
+"""Trials that pause, resume and go on from a checkpoint: the loop's side of :mod:`daskopt.schedulers`.
+
+The engine loop (:mod:`daskopt.engine.loop`) calls this module at the few points where a trial can move:
+
+- when it is asked (on the sampler thread): a trial that goes on from another (a retry of a lost trial, a
+  PBT clone, a paused trial of a driver that stopped) carries that trial's reports up to the checkpoint
+  it starts from, and learns the checkpoint (``restore``);
+- at a ``should_prune()`` question, the scheduler (if any) decides instead of the pruner;
+- when a paused trial's objective has stopped, it leaves the running trials (its slot is free) but stays
+  RUNNING in storage, ``suspended``; a free slot may resume it, the same Optuna trial, from its checkpoint;
+- when the call ends, a trial still paused is recorded PRUNED (its last report is its value, as for a
+  trial a pruner stopped), or, when the call is interrupted, enqueued again to stay paused in the next.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+
+from daskopt import attributes, optuna_access
+from daskopt.engine.state import TrialRun
+from daskopt.protocol import events
+from daskopt.schedulers.base import CONTINUE, PRUNE, SUSPEND, Exploit, Report, Scheduler
+
+logger = logging.getLogger("daskopt")
+
+
+class Movable:
+    """The paused trials of one call and its scheduler (``None``: the study's pruner decides, as before)."""
+
+    def __init__(self, study: optuna.Study, scheduler: Scheduler | None) -> None:
+        self.study = study
+        self.scheduler = scheduler
+        self.suspended: dict[int, TrialRun] = {}
+        self._keys: dict[int, int] = {}  # trial number -> its checkpoint folder's key, for PBT donors
+
+    def start(self, n_concurrent: int) -> None:
+        if self.scheduler is not None:
+            trials = self.study.get_trials(deepcopy=False)
+            self.scheduler.start(self.study, trials, n_concurrent)
+            for trial in trials:
+                self._keys[trial.number] = attributes.checkpoint_key(trial.number, trial.user_attrs)
+
+    # ------------------------------------------------------------------ asked (sampler thread)
+    def prepare(self, run: TrialRun) -> None:
+        """A trial that goes on from another: where it starts, and the reports it carries up to there."""
+        restore = run.user_attrs.get(attributes.RESTORE)
+        if not restore:
+            return
+        source, key, step = restore
+        run.restore = (int(key), None if step is None else int(step))
+        if step is None:
+            return
+        if run.user_attrs.get(attributes.SUSPENDED):
+            run.paused_at = int(step)
+        try:
+            values = optuna_access.trial_by_number(self.study, int(source)).intermediate_values
+        except Exception as exc:  # the reports are a convenience; the trial still starts from its checkpoint
+            logger.warning("daskopt: trial %d: could not read the reports of trial %s: %s", run.number, source, exc)
+            return
+        for at in sorted(s for s in values if s <= int(step)):
+            run.trial.report(values[at], at)
+            run.carried[at] = values[at]
+        run.checkpoint_step = int(step)
+
+    # ---------------------------------------------------------------------- loop thread
+    def adopt(self, run: TrialRun) -> bool:
+        """An asked trial: tell the scheduler what it carries; True when it is to stay paused."""
+        self._keys[run.number] = attributes.checkpoint_key(run.number, run.user_attrs)
+        if self.scheduler is not None and run.carried:
+            self.scheduler.adopted(run.number, run.carried, run.paused_at)
+        if run.paused_at is not None and self.scheduler is not None:
+            self.suspended[run.number] = run
+            return True
+        return False
+
+    def decide(self, run: TrialRun) -> tuple[bool, str | None]:
+        """The scheduler's answer to a ``should_prune()`` question: prune, and the action (SUSPEND, EXPLOIT)."""
+        assert self.scheduler is not None
+        if run.last_step is None:
+            return False, None
+        report = Report(
+            run.number,
+            run.last_step,
+            run.last_value,
+            run.checkpoint_step,
+            run.params,
+            run.trial.distributions,
+        )
+        decision = self.scheduler.decide(report)
+        run.action = decision
+        if decision == CONTINUE:
+            return False, None
+        if decision == PRUNE:
+            return True, None
+        if decision == SUSPEND:
+            return True, events.SUSPEND
+        assert isinstance(decision, Exploit)
+        return True, events.EXPLOIT
+
+    def suspend(self, run: TrialRun) -> None:
+        """The trial's objective stopped after a SUSPEND: it is paused at its checkpoint."""
+        step = run.checkpoint_step
+        assert step is not None
+        run.paused_at = step
+        run.conn = None
+        run.action = None
+        self.suspended[run.number] = run
+        paused = list(run.user_attrs.get(attributes.PAUSED_AT, [])) + [step]
+        self._set(run, attributes.PAUSED_AT, paused)
+        self._set(run, attributes.SUSPENDED, True)  # a rerun after a dead driver keeps it paused
+        if self.scheduler is not None:
+            self.scheduler.suspended(run.number, step)
+
+    def resume_next(self) -> TrialRun | None:
+        """A paused trial the scheduler resumes in a free slot, ready to assign, or ``None``."""
+        if self.scheduler is None or not self.suspended:
+            return None
+        number = self.scheduler.resume_next()
+        run = self.suspended.pop(number, None) if number is not None else None
+        if run is None:
+            return None
+        assert run.paused_at is not None
+        run.restore = (self._keys.get(run.number, run.number), run.paused_at)
+        run.paused_at = None
+        run.prune_request = 0
+        self._set(run, attributes.SUSPENDED, False)
+        return run
+
+    @staticmethod
+    def _set(run: TrialRun, key: str, value: Any) -> None:
+        """In storage and in the attributes a retry or a re-enqueue of the trial copies."""
+        run.trial.set_user_attr(key, value)
+        run.user_attrs[key] = value
+
+    def clone(self, run: TrialRun) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The trial a PBT exploit of ``run`` goes on as: its parameters and user attributes."""
+        exploit = run.action
+        if not isinstance(exploit, Exploit):
+            return None
+        member = run.user_attrs.get(attributes.MEMBER, run.number)
+        key = self._keys.get(exploit.donor, exploit.donor)
+        attrs = {
+            attributes.MEMBER: member,
+            attributes.CONTINUES: run.number,
+            attributes.PARENT: exploit.donor,
+            attributes.RESTORE: [exploit.donor, key, exploit.step],
+        }
+        return dict(exploit.params), attrs
+
+    def finished(self, trial: optuna.trial.FrozenTrial) -> None:
+        if self.scheduler is not None:
+            self.scheduler.finished(trial)
+
+    def end(self, requeue: bool, tell: Callable[[TrialRun], None], enqueue: Callable[[TrialRun], None]) -> None:
+        """The call ends: each paused trial is recorded (``tell``) or, when interrupted, enqueued again."""
+        for run in list(self.suspended.values()):
+            del self.suspended[run.number]
+            (enqueue if requeue else tell)(run)

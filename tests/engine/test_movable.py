@@ -1,0 +1,139 @@
+"""Trials that pause, resume and start from a checkpoint, on a real cluster (engine/movable.py)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+import daskopt
+from daskopt import attributes
+from daskopt.schedulers import PromotionASHA
+from tests import trial_objectives as objectives
+from tests.conftest import states
+
+STEPS = list(range(objectives.ACCUMULATE_STEPS))
+
+
+def _nop_study(**kwargs):
+    return optuna.create_study(
+        pruner=optuna.pruners.NopPruner(), sampler=optuna.samplers.RandomSampler(seed=7), **kwargs
+    )
+
+
+def _plain_optuna_values(xs):
+    """The same objective in plain Optuna, run to its end for each x."""
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    for x in xs:
+        study.enqueue_trial({"x": x})
+    study.optimize(objectives.accumulates, n_trials=len(xs))
+    return [t.value for t in study.trials]
+
+
+def test_promotion_asha_pauses_and_resumes_trials_without_repeating_work(client, tmp_path):
+    study = _nop_study()
+    daskopt.optimize(
+        study,
+        objectives.accumulates,
+        n_trials=12,
+        n_concurrent=2,
+        client=client,
+        scheduler=PromotionASHA(max_resource=8),
+        tracking={"checkpoint_dir": tmp_path},
+        show_progress_bar=False,
+    )
+    counts = states(study)
+    assert counts.get("RUNNING", 0) == 0 and counts.get("FAIL", 0) == 0
+    assert counts["COMPLETE"] + counts["PRUNED"] == 12
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    resumed = [t for t in complete if t.user_attrs.get(attributes.PAUSED_AT)]
+    assert resumed, "no trial was paused and then promoted"
+    for trial in complete:
+        assert trial.user_attrs["ran"] == len(STEPS)  # each step computed once, across pauses and workers
+        assert sorted(trial.intermediate_values) == STEPS
+        assert trial.user_attrs.get(attributes.SUSPENDED) in (None, False)
+    assert [t.value for t in complete] == pytest.approx(_plain_optuna_values([t.params["x"] for t in complete]))
+    for trial in study.trials:
+        if trial.state.name == "PRUNED":  # paused when the study ended: its last report is its value
+            assert trial.user_attrs[attributes.SUSPENDED] is True
+            last = max(trial.intermediate_values)
+            assert trial.user_attrs[attributes.PAUSED_AT][-1] == last
+            assert trial.value == trial.intermediate_values[last]
+
+
+def test_a_lost_trial_resumes_from_its_last_checkpoint_with_its_reports(client, tmp_path):
+    study = _nop_study()
+    study.enqueue_trial({"x": 0.5}, user_attrs={"kill_at": 5})
+    daskopt.optimize(
+        study,
+        objectives.accumulates,
+        n_trials=2,
+        client=client,
+        failures={"max_retries": 1},
+        tracking={"checkpoint_dir": tmp_path},
+        show_progress_bar=False,
+    )
+    lost = study.trials[0]
+    retry = next(t for t in study.trials if t.user_attrs.get(attributes.RETRY_OF) == 0)
+    assert lost.state.name == "FAIL" and sorted(lost.intermediate_values) == [0, 1, 2, 3, 4]
+    assert retry.state.name == "COMPLETE"
+    assert retry.user_attrs[attributes.RESTORE] == [0, 0, 4]
+    assert retry.user_attrs["ran"] == len(STEPS)  # steps 0-4 came from the checkpoint, 5-8 ran again
+    assert retry.intermediate_values == pytest.approx(
+        {**lost.intermediate_values, **{s: v for s, v in retry.intermediate_values.items() if s > 4}}
+    )
+    assert retry.value == pytest.approx(_plain_optuna_values([0.5])[0])
+
+
+def test_a_missing_checkpoint_fails_that_trial_and_the_rest_go_on(client, tmp_path):
+    study = _nop_study()
+    study.enqueue_trial({"x": 1.5})
+    study.enqueue_trial({"x": 0.5}, user_attrs={attributes.RESTORE: [0, 0, 77]})
+    daskopt.optimize(
+        study,
+        objectives.accumulates,
+        n_trials=4,
+        client=client,
+        tracking={"checkpoint_dir": tmp_path},
+        show_progress_bar=False,
+    )
+    assert states(study) == {"COMPLETE": 3, "FAIL": 1}
+    reason = study.trials[1].user_attrs[attributes.FAIL_REASON]
+    assert "checkpoint missing" in reason and "step-00000077" in reason
+
+
+@pytest.mark.parametrize(
+    "make_study, tracking, message",
+    [
+        (
+            lambda: optuna.create_study(pruner=optuna.pruners.SuccessiveHalvingPruner()),
+            {"checkpoint_dir": "x"},
+            "and the study's pruner SuccessiveHalvingPruner would both decide",
+        ),
+        (_nop_study, {}, "there is no checkpoint folder: pass tracking=daskopt.Tracking"),
+        (
+            lambda: optuna.create_study(directions=["minimize", "minimize"]),
+            {"checkpoint_dir": "x"},
+            "needs a single-objective study",
+        ),
+    ],
+)
+def test_a_scheduler_that_cannot_run_is_a_one_line_error_before_anything_starts(make_study, tracking, message):
+    with pytest.raises(ValueError, match=message) as error:
+        daskopt.optimize(
+            make_study(), objectives.accumulates, n_trials=1, scheduler=PromotionASHA(9), tracking=tracking
+        )
+    assert "\n" not in str(error.value)
+
+
+def test_optunas_default_pruner_is_left_aside_by_a_scheduler(client, tmp_path):
+    study = optuna.create_study()  # MedianPruner(), Optuna's default: not a choice the user made
+    daskopt.optimize(
+        study,
+        objectives.accumulates,
+        n_trials=3,
+        client=client,
+        scheduler=PromotionASHA(max_resource=8),
+        tracking={"checkpoint_dir": tmp_path},
+        show_progress_bar=False,
+    )
+    assert sum(states(study).values()) == 3
