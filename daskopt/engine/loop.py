@@ -71,7 +71,8 @@ class Engine:
         self._n_objectives = len(study.directions)
         self._assignments = Assignments(objective, study, config)
         self.counts = Counts()
-        self.timeline: dict[int, TimelineEntry] = {}  # every trial this call assigned, in assignment order
+        # every trial this call assigned, in assignment order; a resumed trial's later stretches as (number, k)
+        self.timeline: dict[int | tuple[int, int], TimelineEntry] = {}
         self.started_at = time.time()
         self.running: dict[int, TrialRun] = {}
         self._ready: deque[TrialRun] = deque()
@@ -290,7 +291,9 @@ class Engine:
         run.conn = conn
         run.started = run.last_seen = time.monotonic()
         self.running[run.number] = run
-        self.timeline[run.number] = TimelineEntry(run.number, state.worker, time.time())
+        run.timeline_key = run.number if run.segments == 0 else (run.number, run.segments)
+        run.segments += 1
+        self.timeline[run.timeline_key] = TimelineEntry(run.number, state.worker, time.time())
         assignment = self._assignments.for_run(run, state.has_objective)
         conn.send([events.ASSIGN, assignment.to_wire()])
         self._study_logger.trial_started(self.study, run.number, run.params, run.worker)
@@ -426,7 +429,7 @@ class Engine:
         if state != TrialState.FAIL and run.conn is not None:  # ran to its end (or pruned): a duration
             took = time.monotonic() - run.started
             self._trial_s = took if self._trial_s is None else self._trial_s + 0.2 * (took - self._trial_s)
-        entry = self.timeline.get(run.number)
+        entry = self.timeline.get(run.timeline_key) if run.timeline_key is not None else None
         if entry is not None:
             entry.ended, entry.state = time.time(), state.name
         if run.conn is not None and isinstance(run.conn.state, TaskState):
@@ -488,7 +491,7 @@ class Engine:
     def _suspend(self, run: TrialRun) -> None:
         """A scheduler paused ``run`` and its objective stopped: the slot is free, the trial stays RUNNING."""
         self.running.pop(run.number, None)
-        entry = self.timeline.get(run.number)
+        entry = self.timeline.get(run.timeline_key) if run.timeline_key is not None else None
         if entry is not None:
             entry.ended, entry.state = time.time(), "SUSPENDED"
         if run.conn is not None and isinstance(run.conn.state, TaskState):

@@ -56,6 +56,8 @@ class TrialRun:
     paused_at: int | None = None  # the step it is paused at, while suspended
     carried: dict[int, float] = field(default_factory=dict)  # reports it carries from the trial it goes on from
     action: Any = None  # the scheduler's latest decision about it
+    segments: int = 0  # times it was assigned to a task (a resumed trial runs in several stretches)
+    timeline_key: int | tuple[int, int] | None = None  # its current stretch in Engine.timeline
 
     @property
     def number(self) -> int:

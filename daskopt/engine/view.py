@@ -24,4 +24,5 @@ class EngineView(Protocol):
     config: EngineConfig
     started_at: float  # time.time() when the call started
     counts: Counts  # outcomes of this call
-    timeline: dict[int, TimelineEntry]  # where and when each trial of this call ran
+    timeline: dict[int | tuple[int, int], TimelineEntry]  # where and when each trial of this call ran (a
+    # trial resumed after a pause has one entry per stretch: its number, then (number, k))
