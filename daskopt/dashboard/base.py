@@ -25,6 +25,7 @@ STATE_COLORS = {
     "FAIL": "#d62728",
     "RUNNING": "#1f77b4",
     "WAITING": "#c7c7c7",
+    "SUSPENDED": "#f0a30a",  # amber: paused by a scheduler, to be resumed (see snapshot.state_name)
 }
 PLOT_HEIGHT = 300
 

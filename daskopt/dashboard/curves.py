@@ -12,11 +12,11 @@ from bokeh.plotting import figure
 from optuna.trial import FrozenTrial
 
 from daskopt.dashboard.base import PLOT_HEIGHT, STATE_COLORS, Component, TrialRows
-from daskopt.dashboard.snapshot import Snapshot
+from daskopt.dashboard.snapshot import Snapshot, state_name
 
 LIMIT = 1000
 COLUMNS = ("number", "xs", "ys", "state", "color", "alpha")
-ALPHA = {"COMPLETE": 0.8, "RUNNING": 1.0, "PRUNED": 0.35, "FAIL": 0.35}
+ALPHA = {"COMPLETE": 0.8, "RUNNING": 1.0, "SUSPENDED": 0.8, "PRUNED": 0.35, "FAIL": 0.35}
 
 
 class Curves(Component):
@@ -46,7 +46,7 @@ class Curves(Component):
 
 def _row(trial: FrozenTrial) -> tuple[object, ...]:
     steps = sorted(trial.intermediate_values)
-    state = trial.state.name
+    state = state_name(trial)
     return (
         trial.number,
         steps,

@@ -1,9 +1,9 @@
 """The line on top: counts by state, throughput, ETA, best value, and the workers' load.
 
-Counts are the study's (earlier runs included); the ETA uses this run's target when one is known
-(``n_trials`` of the engine call, or of the study file). Throughput is taken over the last minute while
-trials finish, else over the whole study. Worker readings come from a helper thread every
-``WORKERS_INTERVAL`` seconds (:mod:`~daskopt.dashboard.resources`).
+Counts are the study's (earlier runs included; a trial a scheduler paused counts as paused, not running);
+the ETA uses this run's target when one is known (``n_trials`` of the engine call, or of the study file).
+Throughput is taken over the last minute while trials finish, else over the whole study. Worker readings
+come from a helper thread every ``WORKERS_INTERVAL`` seconds (:mod:`~daskopt.dashboard.resources`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from bokeh.models.widgets import DataTable, Div, TableColumn
 
 from daskopt.dashboard.base import Background, Component, fmt
 from daskopt.dashboard.resources import COLUMNS, readings
-from daskopt.dashboard.snapshot import Snapshot, timestamp
+from daskopt.dashboard.snapshot import SUSPENDED, Snapshot, timestamp
 
 WINDOW = 60.0
 WORKERS_INTERVAL = 5.0
@@ -102,6 +102,8 @@ class Summary(Component):
             ("failed", "failed", counts.get("FAIL", 0)),
             ("running", "running", counts.get("RUNNING", 0)),
         ]
+        if counts.get(SUSPENDED):  # RUNNING in storage, but holding no slot until resumed
+            items.append(("paused", "paused", counts[SUSPENDED]))
         if counts.get("WAITING"):
             items.append(("waiting", "waiting", counts["WAITING"]))
         items.append(("rate", "trials / min", fmt(rate, 3) if rate else "-"))

@@ -1,4 +1,5 @@
-"""The latest trials as a table: number, state, value, duration, parameters, why it failed.
+"""The latest trials as a table: number, state (SUSPENDED while paused), value, duration, parameters, why
+it failed.
 
 New trials stream in (running ones included) and are patched when they finish; the source keeps the
 latest ``LIMIT`` rows, so the table costs the same at 100 and at 100,000 trials.
@@ -11,7 +12,7 @@ from optuna.trial import FrozenTrial
 
 from daskopt.attributes import FAIL_REASON
 from daskopt.dashboard.base import Component, TrialRows, fmt
-from daskopt.dashboard.snapshot import Snapshot
+from daskopt.dashboard.snapshot import Snapshot, state_name
 
 LIMIT = 1000
 COLUMNS = ("number", "state", "value", "duration", "params", "note")
@@ -43,4 +44,4 @@ def _row(trial: FrozenTrial) -> tuple[object, ...]:
     value = "" if values is None else (fmt(values[0]) if len(values) == 1 else ", ".join(fmt(v) for v in values))
     duration = trial.duration.total_seconds() if trial.duration is not None else None
     params = ", ".join(f"{k}={fmt(v, 4) if isinstance(v, float) else v}" for k, v in trial.params.items())
-    return trial.number, trial.state.name, value, fmt(duration, 4), params, str(trial.user_attrs.get(FAIL_REASON, ""))
+    return trial.number, state_name(trial), value, fmt(duration, 4), params, str(trial.user_attrs.get(FAIL_REASON, ""))

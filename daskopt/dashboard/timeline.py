@@ -1,9 +1,14 @@
-"""When each trial ran and where: one row per worker slot, one bar per trial, coloured by its outcome.
+"""When each trial ran and where: one row per worker slot, one bar per stretch of a trial, coloured by its
+outcome.
 
 Idle gaps between bars are the time a slot waited for the loop or the scheduler. With an engine each
 worker gets as many rows as it ran trials at once; from storage (no worker known) trials are packed
 greedily into the fewest rows by start and end time. Bars stream in as trials start; a running bar's
 right end and its colour are patched until it ends.
+
+A trial a scheduler paused and resumed ran in several stretches, each a bar of its own (keyed by the
+engine timeline's key, not the trial number), possibly on another worker: a stretch that ended with a
+pause is ``SUSPENDED``, and the hover names the trial and which part of it a bar is.
 """
 
 from __future__ import annotations
@@ -14,9 +19,9 @@ from bokeh.models import ColumnDataSource, FactorRange, HoverTool
 from bokeh.plotting import figure
 
 from daskopt.dashboard.base import PLOT_HEIGHT, STATE_COLORS, Component
-from daskopt.dashboard.snapshot import Snapshot, Span
+from daskopt.dashboard.snapshot import Snapshot, Span, SpanKey
 
-COLUMNS = ("number", "row", "left", "right", "state", "color", "worker")
+COLUMNS = ("number", "row", "left", "right", "state", "color", "worker", "part")
 
 
 class Timeline(Component):
@@ -25,9 +30,9 @@ class Timeline(Component):
     def __init__(self) -> None:
         self.source = ColumnDataSource({name: [] for name in COLUMNS})
         self._slots: dict[str, list[float | None]] = {}  # worker -> end time of each row (None: busy)
-        self._row_of: dict[int, tuple[str, int]] = {}  # trial number -> (worker, slot)
-        self._index: dict[int, int] = {}  # trial number -> source row
-        self._open: dict[int, Span] = {}  # running spans, their right end follows the clock
+        self._row_of: dict[SpanKey, tuple[str, int]] = {}  # span key -> (worker, slot)
+        self._index: dict[SpanKey, int] = {}  # span key -> source row
+        self._open: dict[SpanKey, Span] = {}  # running spans, their right end follows the clock
         self.y_range = FactorRange(factors=[])
         fig = figure(
             title="Timeline (one row per worker slot)",
@@ -54,7 +59,7 @@ class Timeline(Component):
             HoverTool(
                 renderers=[bars],
                 tooltips=[
-                    ("trial", "@number"),
+                    ("trial", "@number @part"),
                     ("state", "@state"),
                     ("worker", "@worker"),
                     ("seconds", "@left{0.0} to @right{0.0}"),
@@ -68,41 +73,47 @@ class Timeline(Component):
         rows: dict[str, Any] = {name: [] for name in COLUMNS}
         patches: dict[str, list[tuple[int, Any]]] = {"right": [], "state": [], "color": []}
         for span in snapshot.spans_changed:
-            self._end(span, origin, patches)
+            self._change(span, origin, patches)
         start = len(self.source.data["number"])
         for span in snapshot.spans_new:
-            if span.number in self._index:
+            if span.key in self._index:
                 continue
             label = self._place(span)
-            self._index[span.number] = start + len(rows["number"])
+            self._index[span.key] = start + len(rows["number"])
             right = (span.ended if span.ended is not None else now) - origin
+            part = f"(part {span.part + 1})" if span.part else ""
             for name, value in zip(
                 COLUMNS,
-                (span.number, label, span.started - origin, right, span.state, _color(span.state), span.worker),
+                (span.number, label, span.started - origin, right, span.state, _color(span.state), span.worker, part),
                 strict=True,
             ):
                 rows[name].append(value)
             if span.ended is None:
-                self._open[span.number] = span
-        for number in self._open:  # still running: stretch to now
-            if number in self._index and self._index[number] < start:
-                patches["right"].append((self._index[number], now - origin))
+                self._open[span.key] = span
+        for key in self._open:  # still running: stretch to now
+            if self._index[key] < start:
+                patches["right"].append((self._index[key], now - origin))
         if rows["number"]:
             self.source.stream(rows)
         patches = {name: items for name, items in patches.items() if items}
         if patches:
             self.source.patch(patches)
 
-    def _end(self, span: Span, origin: float, patches: dict[str, list[tuple[int, Any]]]) -> None:
-        self._open.pop(span.number, None)
-        index = self._index.get(span.number)
-        if index is None or span.ended is None:
+    def _change(self, span: Span, origin: float, patches: dict[str, list[tuple[int, Any]]]) -> None:
+        """A span shown running that ended (its slot is free from its end), or changed state unended."""
+        index = self._index.get(span.key)
+        if index is None:
             return
-        worker, slot = self._row_of[span.number]
-        self._slots[worker][slot] = span.ended
-        patches["right"].append((index, span.ended - origin))
         patches["state"].append((index, span.state))
         patches["color"].append((index, _color(span.state)))
+        if span.ended is None:
+            if span.key in self._open:
+                self._open[span.key] = span
+            return
+        self._open.pop(span.key, None)
+        worker, slot = self._row_of[span.key]
+        self._slots[worker][slot] = span.ended
+        patches["right"].append((index, span.ended - origin))
 
     def _place(self, span: Span) -> str:
         """The first row of the span's worker free at its start (a new row when none is)."""
@@ -113,7 +124,7 @@ class Timeline(Component):
             slots.append(None)
             self.y_range.factors = [*self.y_range.factors, _label(span.worker, slot)]
         slots[slot] = span.ended
-        self._row_of[span.number] = (span.worker, slot)
+        self._row_of[span.key] = (span.worker, slot)
         return _label(span.worker, slot)
 
 
