@@ -19,7 +19,7 @@ from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from daskopt.errors import SpecError
-from daskopt.schedulers import PromotionASHA, PromotionHyperband, Scheduler
+from daskopt.schedulers import PBT, PromotionASHA, PromotionHyperband, Scheduler
 from daskopt.spec.base import hint, show
 from daskopt.spec.models import PrunerSection, SamplerSection, SchedulerSection
 from daskopt.spec.values import resolve_storage_url
@@ -79,6 +79,7 @@ def make_pruner(spec: PrunerSection) -> pruners.BasePruner:
 SCHEDULERS: dict[str, Callable[..., Scheduler]] = {
     "asha-promotion": PromotionASHA,
     "hyperband-promotion": PromotionHyperband,
+    "pbt": PBT,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -194,3 +195,25 @@ def accumulates(trial: optuna.Trial) -> float:
         time.sleep(0.01)
     trial.set_user_attr("ran", state["ran"])
     return float(state["total"])
+
+
+SGD_STEPS = 30
+SGD_NOISE = 1e-2
+
+
+def noisy_sgd(trial: optuna.Trial) -> float:
+    """The expected loss of SGD on a quadratic with gradient noise, a step per report: a large learning rate
+    is best early, a small one late (the kind of problem PBT's schedules win). Deterministic; checkpoints
+    before each report and resumes from ``load_checkpoint()``; returns log10 of the final loss."""
+    lr = trial.suggest_float("lr", 1e-3, 1.0, log=True)
+    state = trial.load_checkpoint() or {"v": 1.0, "ran": 0}  # type: ignore[attr-defined]
+    start = 0 if trial.resume_step is None else trial.resume_step + 1  # type: ignore[attr-defined]
+    for step in range(start, SGD_STEPS):
+        state["v"] = (1 - lr) ** 2 * state["v"] + lr * lr * SGD_NOISE
+        state["ran"] += 1
+        trial.save_checkpoint(state, step)  # type: ignore[attr-defined]
+        trial.report(math.log10(state["v"]), step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    trial.set_user_attr("ran", state["ran"])
+    return math.log10(state["v"])

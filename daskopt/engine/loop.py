@@ -131,7 +131,7 @@ class Engine:
         waiting.install(self.study)
         try:
             self._study_logger.study_start(self.study)
-            self._movable.start(self.config.n_concurrent)
+            self._movable.start(self.config.n_concurrent, self.config.n_trials)
             self._fill()
             await self._done
         except asyncio.CancelledError:
@@ -225,7 +225,10 @@ class Engine:
             ahead = ask_ahead(n, self._sampling.average_s, self._trial_s)
         if self._stopping is None:  # a paused trial the scheduler promotes comes before a new one
             while len(self.running) + self._asking + len(self._ready) < n and (run := self._movable.resume_next()):
-                self._ready.appendleft(run)
+                if run.action is None:
+                    self._ready.appendleft(run)
+                else:  # ends, and goes on as a clone: asked below
+                    self._exploit(run)
             while (
                 self._asking + len(self._ready) < self._unstarted()
                 and len(self.running) + self._asking + len(self._ready) < n + ahead
@@ -371,7 +374,13 @@ class Engine:
             if run is None or run.finished or run.conn is None:
                 continue
             if self._movable.scheduler is not None:  # a scheduler decides instead of the pruner
-                prune, action = self._movable.decide(run)
+                try:
+                    prune, action = self._movable.decide(run)
+                except Exception as exc:  # the scheduler's error fails this trial, never the loop
+                    logger.exception("daskopt: trial %d: the scheduler failed", run.number)
+                    run.conn.send([events.CANCEL, "the scheduler failed"])
+                    self._tell(run, TrialState.FAIL, reason=f"scheduler {self._movable.scheduler.name}: {exc}")
+                    continue
                 if action is not None:
                     run.conn.send([events.DECISION, run.prune_request, prune, action])
                     continue
@@ -445,7 +454,7 @@ class Engine:
             return
         self._pruning.finished.add(frozen)
         self._pruning.forget(run.number)
-        self._movable.finished(frozen)
+        self._movable.finished(frozen, replaced=retry)
         self.counts.record(frozen, self.study, retried=retry)
         self._progress.update(self.counts, len(self.running))
         self._study_logger.trial_finished(self.study, frozen, run.worker)

@@ -37,10 +37,10 @@ class Movable:
         self.suspended: dict[int, TrialRun] = {}
         self._keys: dict[int, int] = {}  # trial number -> its checkpoint folder's key, for PBT donors
 
-    def start(self, n_concurrent: int) -> None:
+    def start(self, n_concurrent: int, n_trials: int | None) -> None:
         if self.scheduler is not None:
             trials = self.study.get_trials(deepcopy=False)
-            self.scheduler.start(self.study, trials, n_concurrent)
+            self.scheduler.start(self.study, trials, n_concurrent, n_trials)
             for trial in trials:
                 self._keys[trial.number] = attributes.checkpoint_key(trial.number, trial.user_attrs)
 
@@ -87,8 +87,9 @@ class Movable:
             run.last_step,
             run.last_value,
             run.checkpoint_step,
-            run.params,
+            run.params or run.trial.params,
             run.trial.distributions,
+            int(run.user_attrs.get(attributes.MEMBER, run.number)),
         )
         decision = self.scheduler.decide(report)
         run.action = decision
@@ -116,13 +117,18 @@ class Movable:
             self.scheduler.suspended(run.number, step)
 
     def resume_next(self) -> TrialRun | None:
-        """A paused trial the scheduler resumes in a free slot, ready to assign, or ``None``."""
+        """A paused trial the scheduler resumes in a free slot, ready to assign, or one it ends to go on as a
+        clone (its ``action`` is the :class:`Exploit`), or ``None``."""
         if self.scheduler is None or not self.suspended:
             return None
-        number = self.scheduler.resume_next()
+        decision = self.scheduler.resume_next()
+        number = decision.target if isinstance(decision, Exploit) else decision
         run = self.suspended.pop(number, None) if number is not None else None
         if run is None:
             return None
+        if isinstance(decision, Exploit):
+            run.action = decision
+            return run
         assert run.paused_at is not None
         run.restore = (self._keys.get(run.number, run.number), run.paused_at)
         run.paused_at = None
@@ -151,8 +157,9 @@ class Movable:
         }
         return dict(exploit.params), attrs
 
-    def finished(self, trial: optuna.trial.FrozenTrial) -> None:
-        if self.scheduler is not None:
+    def finished(self, trial: optuna.trial.FrozenTrial, replaced: bool) -> None:
+        """A trial was told; ``replaced``: another goes on in its place (a retry, a PBT clone)."""
+        if self.scheduler is not None and not replaced:
             self.scheduler.finished(trial)
 
     def end(self, requeue: bool, tell: Callable[[TrialRun], None], enqueue: Callable[[TrialRun], None]) -> None:

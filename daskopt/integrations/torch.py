@@ -16,6 +16,9 @@ module costs nothing. Everything works on a CPU too (``device()`` is then ``cpu`
             reporter.step(epoch, accuracy)           # trial.report + raise TrialPruned when told to
         return accuracy
 
+Checkpoints for schedulers that pause, resume and clone trials (PBT, promotion ASHA):
+:func:`save_checkpoint` before each report, :func:`restore_checkpoint` at the start.
+
 Multi-GPU trials (``gpus_per_trial = g``): :func:`launch` runs a function in ``g`` processes, one per GPU
 of the trial, with the environment ``torch.distributed`` expects (see :func:`distributed_env`).
 """
@@ -118,6 +121,57 @@ class EpochReporter:
     def step(self, epoch: int, value: float) -> None:
         self.values.append(float(value))
         report_and_prune(self.trial, value, epoch)
+
+
+# ------------------------------------------------------------------------------------- checkpoints
+CHECKPOINT_FILE = "torch.pt"
+
+
+def save_checkpoint(trial: Any, epoch: int, model: Any, optimizer: Any = None, *, every: int = 1, **extra: Any) -> bool:
+    """Save ``model`` and ``optimizer`` (their ``state_dict``), the RNG states and ``extra`` (a learning-rate
+    scheduler's state, counters) as the trial's checkpoint of ``epoch``: every ``every`` epochs, before that
+    epoch's report, so daskopt's schedulers may pause the trial there, resume it on another worker, or
+    start a better-scoring copy from it (:mod:`daskopt.schedulers`). Returns whether it saved; a plain
+    ``optuna.Trial`` (no checkpoints) saves nothing."""
+    if not hasattr(trial, "checkpoint") or (epoch + 1) % every:
+        return False
+    torch = _torch()
+    state = {
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": None if optimizer is None else optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "python_rng": random.getstate(),
+        "extra": extra,
+    }
+    with trial.checkpoint(epoch) as folder:
+        torch.save(state, folder / CHECKPOINT_FILE)
+    return True
+
+
+def restore_checkpoint(trial: Any, model: Any, optimizer: Any = None) -> tuple[int, dict[str, Any]]:
+    """Load the checkpoint the trial starts from (its own after a pause or a lost worker, a better trial's
+    after a PBT exploit) into ``model`` and ``optimizer``; returns the first epoch to run and the ``extra``
+    values it was saved with (``(0, {})`` from scratch, or on a plain ``optuna.Trial``)."""
+    folder = getattr(trial, "restore_dir", None)
+    if folder is None:
+        return 0, {}
+    from daskopt.trial.checkpoints import CheckpointError
+
+    torch = _torch()
+    path = folder / CHECKPOINT_FILE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)  # our own file, written above
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint has no {CHECKPOINT_FILE}: {folder} (saved with save_checkpoint?)") from None
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint corrupt: {path}: {type(exc).__name__}: {exc}") from None
+    model.load_state_dict(state["model"])
+    if optimizer is not None and state["optimizer"] is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    random.setstate(state["python_rng"])
+    return int(state["epoch"]) + 1, dict(state["extra"])
 
 
 # ------------------------------------------------------------------------------ several GPUs per trial

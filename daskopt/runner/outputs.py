@@ -11,8 +11,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from daskopt import attributes
 from daskopt.attributes import DIAGNOSTICS
 from daskopt.errors import SpecError
+from daskopt.schedulers.pbt import schedule
 from daskopt.spec import StudySpec
 
 _NOT_IN_CSV = DIAGNOSTICS  # fail_reason has its own column; tracebacks are multi-line
@@ -39,7 +41,11 @@ def best_summary(study: optuna.Study) -> dict[str, Any] | list[dict[str, Any]] |
 
     def describe(trial: FrozenTrial) -> dict[str, Any]:
         value: Any = trial.values if len(study.directions) > 1 else trial.value
-        return {"number": trial.number, "value": value, "params": trial.params}
+        summary = {"number": trial.number, "value": value, "params": trial.params}
+        if attributes.PARENT in trial.user_attrs:  # a PBT member: the hyperparameters it had, stretch by stretch
+            summary["member"] = trial.user_attrs.get(attributes.MEMBER)
+            summary["schedule"] = schedule(study, trial.number)
+        return summary
 
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return None

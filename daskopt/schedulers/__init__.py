@@ -6,6 +6,19 @@ section. They need trials that checkpoint (``trial.save_checkpoint(state, step)`
 """
 
 from daskopt.schedulers.base import CONTINUE, PRUNE, SUSPEND, Exploit, Report, Scheduler
+from daskopt.schedulers.pbt import PBT, Replay, schedule
 from daskopt.schedulers.promotion import PromotionASHA, PromotionHyperband
 
-__all__ = ["CONTINUE", "PRUNE", "SUSPEND", "Exploit", "PromotionASHA", "PromotionHyperband", "Report", "Scheduler"]
+__all__ = [
+    "CONTINUE",
+    "PBT",
+    "PRUNE",
+    "SUSPEND",
+    "Exploit",
+    "PromotionASHA",
+    "PromotionHyperband",
+    "Replay",
+    "Report",
+    "Scheduler",
+    "schedule",
+]

@@ -15,7 +15,7 @@ Trials stay ordinary Optuna trials: a paused trial is RUNNING in storage with ``
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -29,12 +29,14 @@ SUSPEND = "suspend"
 
 @dataclass(frozen=True)
 class Exploit:
-    """End the asking trial and go on as a new trial: ``params``, started from ``donor``'s checkpoint at
-    ``step`` (PBT's exploit and explore)."""
+    """End a trial and go on as a new trial: ``params``, started from ``donor``'s checkpoint at ``step``
+    (PBT's exploit and explore). The trial ended is the one asking (a decision) or the paused trial
+    ``target`` (from :meth:`Scheduler.resume_next`)."""
 
     donor: int
     step: int
     params: dict[str, Any]
+    target: int | None = None
 
 
 Decision = str | Exploit  # CONTINUE, PRUNE, SUSPEND or an Exploit
@@ -50,7 +52,11 @@ class Report:
     checkpoint_step: int | None  # its newest complete checkpoint's step (``None``: none yet)
     params: Mapping[str, Any]
     distributions: Mapping[str, BaseDistribution]
-    values: Mapping[int, float] = field(default_factory=dict)  # every report of the trial so far, by step
+    member: int = -1  # PBT: the population member it belongs to (the first trial's number); else itself
+
+    def __post_init__(self) -> None:
+        if self.member < 0:
+            object.__setattr__(self, "member", self.number)
 
     @property
     def checkpointed(self) -> bool:
@@ -68,11 +74,15 @@ class Scheduler:
     name = "scheduler"
     needs_checkpoints = True
 
-    def start(self, study: optuna.Study, trials: Sequence[FrozenTrial], n_concurrent: int) -> None:
-        """The call begins; ``trials`` are the study's trials so far (to rebuild state on a rerun)."""
+    def start(
+        self, study: optuna.Study, trials: Sequence[FrozenTrial], n_concurrent: int, n_trials: int | None = None
+    ) -> None:
+        """The call begins; ``trials`` are the study's trials so far (to rebuild state on a rerun), and
+        ``n_trials`` the outcomes the call is to produce (PBT's population)."""
         self.study = study
         self.maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
         self.n_concurrent = n_concurrent
+        self.n_trials = n_trials
 
     def decide(self, report: Report) -> Decision:
         """The answer to a trial's ``should_prune()`` question."""
@@ -81,8 +91,9 @@ class Scheduler:
     def suspended(self, number: int, step: int) -> None:
         """Trial ``number`` is paused at ``step`` (its objective stopped after a SUSPEND)."""
 
-    def resume_next(self) -> int | None:
-        """A paused trial to resume in a free slot now, if any (asked before a new trial is started)."""
+    def resume_next(self) -> int | Exploit | None:
+        """A paused trial to resume in a free slot now, if any (asked before a new trial is started), or an
+        :class:`Exploit` of a paused trial (its ``target``)."""
         return None
 
     def finished(self, trial: FrozenTrial) -> None:

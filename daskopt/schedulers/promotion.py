@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from daskopt import attributes
 from daskopt.arguments import check_int
-from daskopt.schedulers.base import CONTINUE, PRUNE, SUSPEND, Decision, Report, Scheduler
+from daskopt.schedulers.base import CONTINUE, PRUNE, SUSPEND, Decision, Exploit, Report, Scheduler
 
 logger = logging.getLogger("daskopt")
 
@@ -96,8 +96,10 @@ class PromotionASHA(Scheduler):
         self.paused: dict[int, int] = {}  # number -> the rung it is paused at
         self._warned = False
 
-    def start(self, study: optuna.Study, trials: Sequence[FrozenTrial], n_concurrent: int) -> None:
-        super().start(study, trials, n_concurrent)
+    def start(
+        self, study: optuna.Study, trials: Sequence[FrozenTrial], n_concurrent: int, n_trials: int | None = None
+    ) -> None:
+        super().start(study, trials, n_concurrent, n_trials)
         self.rungs.maximize = self.maximize
         replaced = attributes.replaced_numbers(trials)
         for trial in trials:  # a rerun: the rungs of the trials that finished or still go on
@@ -147,7 +149,7 @@ class PromotionASHA(Scheduler):
         if paused_at is not None:
             self.suspended(number, paused_at)
 
-    def resume_next(self) -> int | None:
+    def resume_next(self) -> int | Exploit | None:
         for rung in reversed(range(len(self.rungs.steps))):
             for number in self.rungs.top(rung):
                 if number in self.paused and self.paused[number] == rung and number not in self.rungs.promoted[rung]:
@@ -194,10 +196,12 @@ class PromotionHyperband(Scheduler):
             self._of[number] = bracket
         return bracket
 
-    def start(self, study: optuna.Study, trials: Sequence[FrozenTrial], n_concurrent: int) -> None:
-        super().start(study, trials, n_concurrent)
+    def start(
+        self, study: optuna.Study, trials: Sequence[FrozenTrial], n_concurrent: int, n_trials: int | None = None
+    ) -> None:
+        super().start(study, trials, n_concurrent, n_trials)
         for bracket in self.brackets:
-            bracket.start(study, [t for t in trials if self._bracket(t.number) is bracket], n_concurrent)
+            bracket.start(study, [t for t in trials if self._bracket(t.number) is bracket], n_concurrent, n_trials)
 
     def decide(self, report: Report) -> Decision:
         return self._bracket(report.number).decide(report)
@@ -208,7 +212,7 @@ class PromotionHyperband(Scheduler):
     def adopted(self, number: int, values: Mapping[int, float], paused_at: int | None) -> None:
         self._bracket(number).adopted(number, values, paused_at)
 
-    def resume_next(self) -> int | None:
+    def resume_next(self) -> int | Exploit | None:
         for bracket in self.brackets:
             number = bracket.resume_next()
             if number is not None:

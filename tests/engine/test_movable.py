@@ -7,7 +7,7 @@ import pytest
 
 import daskopt
 from daskopt import attributes
-from daskopt.schedulers import PromotionASHA
+from daskopt.schedulers import PBT, PromotionASHA, Replay, schedule
 from tests import trial_objectives as objectives
 from tests.conftest import states
 
@@ -137,3 +137,52 @@ def test_optunas_default_pruner_is_left_aside_by_a_scheduler(client, tmp_path):
         show_progress_bar=False,
     )
     assert sum(states(study).values()) == 3
+
+
+def _pbt_run(client, tmp_path, scheduler, n_trials, study=None):
+    study = study or optuna.create_study(
+        pruner=optuna.pruners.NopPruner(), sampler=optuna.samplers.RandomSampler(seed=3)
+    )
+    daskopt.optimize(
+        study,
+        objectives.noisy_sgd,
+        n_trials=n_trials,
+        n_concurrent=3,
+        client=client,
+        scheduler=scheduler,
+        tracking={"checkpoint_dir": tmp_path},
+        show_progress_bar=False,
+    )
+    return study
+
+
+@pytest.mark.parametrize("synchronous", [False, True])
+def test_pbt_members_go_on_from_better_members_and_their_schedule_replays(client, tmp_path, synchronous):
+    last = objectives.SGD_STEPS - 1
+    pbt = PBT(perturbation_interval=5, synchronous=synchronous, last_step=last, seed=1)
+    study = _pbt_run(client, tmp_path / "pbt", pbt, n_trials=6)
+    counts = states(study)
+    assert counts["COMPLETE"] == 6 and counts.get("FAIL", 0) == 0 and counts.get("RUNNING", 0) == 0
+    assert counts["PRUNED"] >= 1, "no member exploited another"
+    by_number = {t.number: t for t in study.trials}
+    assert attributes.outcomes(study.trials) == 6  # stretches that were continued are no outcomes
+    for trial in study.trials:
+        parent = trial.user_attrs.get(attributes.PARENT)
+        if parent is None:
+            continue
+        _, _, step = trial.user_attrs[attributes.RESTORE]
+        assert by_number[trial.user_attrs[attributes.CONTINUES]].state.name == "PRUNED"
+        # its curve is whole: the parent's reports up to the checkpoint, then its own
+        assert sorted(trial.intermediate_values)[: step + 1] == list(range(step + 1))
+        assert {s: trial.intermediate_values[s] for s in range(step + 1)} == pytest.approx(
+            {s: by_number[parent].intermediate_values[s] for s in range(step + 1)}
+        )
+        assert 1e-3 <= trial.params["lr"] <= 1.0
+    for trial in study.trials:
+        if trial.state.name == "COMPLETE":
+            assert sorted(trial.intermediate_values) == list(range(objectives.SGD_STEPS))
+    best = study.best_trial
+    rows = schedule(study, best.number)
+    assert rows[0]["from_step"] == 0 and len(rows) >= 1
+    replayed = _pbt_run(client, tmp_path / "replay", Replay(rows), n_trials=1)
+    assert replayed.best_value == pytest.approx(best.value, rel=1e-9)  # the schedule alone gives the result

@@ -83,3 +83,41 @@ def most_at_once(trials: list[optuna.trial.FrozenTrial]) -> int:
         running += change
         peak = max(peak, running)
     return peak
+
+
+TORCH_EPOCHS = 9
+
+
+def torch_regression(trial: optuna.trial.BaseTrial) -> float:
+    """A linear model fitted by SGD with momentum, one epoch per report, saved and restored with
+    daskopt.integrations.torch; deterministic, so a paused and resumed run ends where an unpaused one does."""
+    import torch
+
+    from daskopt.integrations.torch import restore_checkpoint, save_checkpoint
+
+    lr = trial.suggest_float("lr", 1e-3, 0.3, log=True)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, generator=generator)
+    y = x @ torch.tensor([1.0, -2.0, 0.5]) + 0.1 * torch.randn(64, generator=generator)
+    torch.manual_seed(1)
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    start, extra = restore_checkpoint(trial, model, optimizer)
+    epochs_run = extra.get("epochs_run", 0)
+    loss = float("nan")
+    for epoch in range(start, TORCH_EPOCHS):
+        for batch in range(4):
+            optimizer.zero_grad()
+            rows = slice(batch * 16, batch * 16 + 16)
+            batch_loss = torch.nn.functional.mse_loss(model(x[rows]).squeeze(1), y[rows])
+            batch_loss.backward()
+            optimizer.step()
+        epochs_run += 1
+        with torch.no_grad():
+            loss = float(torch.nn.functional.mse_loss(model(x).squeeze(1), y))
+        save_checkpoint(trial, epoch, model, optimizer, epochs_run=epochs_run)
+        trial.report(loss, epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    trial.set_user_attr("epochs_run", epochs_run)
+    return loss

@@ -124,3 +124,42 @@ def test_a_two_gpu_trial_launches_its_ranks_through_daskopt(multi_client):
         assert trial.intermediate_values == {0: pytest.approx(trial.value)}  # reported by rank 0
         visible = ",".join(trial.user_attrs["devices"])
         assert [r["visible"] for r in trial.user_attrs["ranks"]] == [visible, visible]
+
+
+def test_checkpoints_let_a_paused_trial_resume_where_it_stopped(client, tmp_path):
+    from daskopt.schedulers import PromotionASHA
+
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    for lr in (0.03, 0.003, 0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.02):  # the first is paused, then promoted
+        study.enqueue_trial({"lr": lr})
+    daskopt.optimize(
+        study,
+        objectives.torch_regression,
+        n_trials=9,
+        n_concurrent=2,
+        client=client,
+        scheduler=PromotionASHA(max_resource=objectives.TORCH_EPOCHS - 1),
+        tracking={"checkpoint_dir": tmp_path},
+        show_progress_bar=False,
+    )
+    resumed = [t for t in study.trials if t.user_attrs.get("paused_at") and max(t.intermediate_values) > 1]
+    assert resumed, "no trial was paused and resumed"
+    plain = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    for trial in study.trials:
+        plain.enqueue_trial(trial.params)
+    plain.optimize(objectives.torch_regression, n_trials=len(study.trials))  # plain Optuna: no pauses
+    for ours, theirs in zip(study.trials, plain.trials, strict=True):
+        # every epoch, before and after a pause (on whichever worker), is what an unpaused run computes
+        assert ours.intermediate_values == pytest.approx(
+            {step: theirs.intermediate_values[step] for step in ours.intermediate_values}, rel=1e-6
+        )
+        if ours.state.name == "COMPLETE":
+            assert ours.user_attrs["epochs_run"] == objectives.TORCH_EPOCHS  # no epoch trained twice
+            assert ours.value == pytest.approx(theirs.value, rel=1e-6)
+
+
+def test_restore_without_a_checkpoint_starts_from_scratch_and_a_plain_trial_saves_nothing():
+    model = torch.nn.Linear(2, 1)
+    trial = optuna.create_study().ask()
+    assert integration.save_checkpoint(trial, 0, model) is False
+    assert integration.restore_checkpoint(trial, model) == (0, {})
