@@ -19,7 +19,7 @@ from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from daskopt.errors import SpecError
-from daskopt.schedulers import PBT, PromotionASHA, PromotionHyperband, Scheduler
+from daskopt.schedulers import PB2, PBT, PromotionASHA, PromotionHyperband, Scheduler
 from daskopt.spec.base import hint, show
 from daskopt.spec.models import PrunerSection, SamplerSection, SchedulerSection
 from daskopt.spec.values import resolve_storage_url
@@ -80,6 +80,7 @@ SCHEDULERS: dict[str, Callable[..., Scheduler]] = {
     "asha-promotion": PromotionASHA,
     "hyperband-promotion": PromotionHyperband,
     "pbt": PBT,
+    "pb2": PB2,
 }
 
 

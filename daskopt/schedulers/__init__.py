@@ -6,11 +6,13 @@ section. They need trials that checkpoint (``trial.save_checkpoint(state, step)`
 """
 
 from daskopt.schedulers.base import CONTINUE, PRUNE, SUSPEND, Exploit, Report, Scheduler
+from daskopt.schedulers.pb2 import PB2
 from daskopt.schedulers.pbt import PBT, Replay, schedule
 from daskopt.schedulers.promotion import PromotionASHA, PromotionHyperband
 
 __all__ = [
     "CONTINUE",
+    "PB2",
     "PBT",
     "PRUNE",
     "SUSPEND",

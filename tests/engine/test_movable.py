@@ -7,7 +7,7 @@ import pytest
 
 import daskopt
 from daskopt import attributes
-from daskopt.schedulers import PBT, PromotionASHA, Replay, schedule
+from daskopt.schedulers import PB2, PBT, PromotionASHA, Replay, schedule
 from tests import trial_objectives as objectives
 from tests.conftest import states
 
@@ -156,11 +156,20 @@ def _pbt_run(client, tmp_path, scheduler, n_trials, study=None):
     return study
 
 
-@pytest.mark.parametrize("synchronous", [False, True])
-def test_pbt_members_go_on_from_better_members_and_their_schedule_replays(client, tmp_path, synchronous):
-    last = objectives.SGD_STEPS - 1
-    pbt = PBT(perturbation_interval=5, synchronous=synchronous, last_step=last, seed=1)
-    study = _pbt_run(client, tmp_path / "pbt", pbt, n_trials=6)
+LAST = objectives.SGD_STEPS - 1
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: PBT(perturbation_interval=5, last_step=LAST, seed=1),
+        lambda: PBT(perturbation_interval=5, synchronous=True, last_step=LAST, seed=1),
+        lambda: PB2(perturbation_interval=5, last_step=LAST, seed=1),
+    ],
+    ids=["pbt", "pbt-synchronous", "pb2"],
+)
+def test_pbt_members_go_on_from_better_members_and_their_schedule_replays(client, tmp_path, make):
+    study = _pbt_run(client, tmp_path / "pbt", make(), n_trials=6)
     counts = states(study)
     assert counts["COMPLETE"] == 6 and counts.get("FAIL", 0) == 0 and counts.get("RUNNING", 0) == 0
     assert counts["PRUNED"] >= 1, "no member exploited another"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import optuna
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from daskopt.optuna_access import enqueued_params
-from daskopt.schedulers import CONTINUE, PBT, SUSPEND, Exploit, Replay, Report
+from daskopt.schedulers import CONTINUE, PB2, PBT, SUSPEND, Exploit, Replay, Report
 
 LR = {"lr": FloatDistribution(1e-3, 1.0, log=True)}
 
@@ -154,3 +155,20 @@ def test_replay_changes_parameters_where_the_schedule_does():
     with pytest.raises(ValueError, match="from_step 0 first"):
         Replay([{"from_step": 2, "params": {}}])
     assert math.isfinite(rows[1]["from_step"])
+
+
+def test_pb2_records_each_members_improvement_per_step_with_its_hyperparameters():
+    pb2 = _started(PB2(perturbation_interval=2, seed=0))
+    pb2.decide(_report(0, 1, 10.0, lr=0.1))
+    pb2.decide(_report(0, 3, 6.0, lr=0.1))
+    assert pb2.records == [({"lr": 0.1}, 2.0)]  # minimizing: 4 better over 2 steps
+
+
+def test_pb2_explores_where_its_gp_saw_the_fastest_improvement():
+    pb2 = _started(PB2(perturbation_interval=1, seed=0))
+    assert pb2.explore({"lr": 0.5}, LR)["lr"] in (0.6, 0.4)  # no records yet: PBT's perturbation
+    for lr in (0.001, 0.003, 0.01, 0.02, 0.05, 0.1, 0.3, 1.0):  # improvement peaks at lr = 0.03
+        pb2.records.append(({"lr": lr}, math.exp(-(math.log10(lr / 0.03) ** 2))))
+    suggested = [pb2.explore({"lr": 1.0}, LR)["lr"] for _ in range(5)]
+    assert all(1e-3 <= lr <= 1.0 for lr in suggested)
+    assert statistics.median(abs(math.log10(lr / 0.03)) for lr in suggested) < 0.5  # near the peak, not at 1.0
