@@ -59,6 +59,30 @@ BAD_FILES = [
     ("[study]\nname = 'x'\n[objective]\ncallable = 'obj:objective'\n[cluster]\nkind = 'slurm'", "sbatch"),
 ]
 BAD_IDS = ["toml", "range", "sampler", "section", "import", "attr", "db-driver", "storage-path", "no-sbatch"]
+SCHEDULED = "[study]\nname = 'x'\n[objective]\ncallable = 'obj:objective'\n[scheduler]\n"
+BAD_FILES += [
+    (
+        SCHEDULED + "name = 'asha'",
+        "study.toml: scheduler.name: unknown scheduler 'asha'; valid names: asha-promotion, hyperband-promotion",
+    ),
+    (
+        SCHEDULED + "name = 'asha-promotion'\noptions = { max_resource = 9, grace = 1 }",
+        "study.toml: scheduler.options.grace: scheduler 'asha-promotion' takes no option 'grace'",
+    ),
+    (
+        SCHEDULED + "name = 'asha-promotion'\noptions = { min_resource = 1 }",
+        "study.toml: scheduler.options.max_resource: missing; scheduler 'asha-promotion' needs option 'max_resource'",
+    ),
+    (
+        SCHEDULED + "name = 'asha-promotion'\noptions = { max_resource = 9, reduction_factor = 1 }",
+        "study.toml: scheduler.options: asha-promotion rejected options",
+    ),
+    (
+        SCHEDULED + "name = 'asha-promotion'\noptions = { max_resource = 9 }\n[pruner]\nname = 'median'",
+        "study.toml: scheduler: [scheduler] 'asha-promotion' and [pruner] 'median' would both decide",
+    ),
+]
+BAD_IDS += ["scheduler-name", "scheduler-option", "scheduler-required", "scheduler-value", "scheduler-and-pruner"]
 
 
 @pytest.mark.parametrize(("text", "fragment"), BAD_FILES, ids=BAD_IDS)
@@ -132,6 +156,55 @@ def test_killed_driver_resumes_without_losing_or_duplicating_trials(tmp_path):
     assert {t.number: t.value for t in after.trials if t.number in completed_before} == completed_before
     retried = {t.user_attrs["retry_of"]: t.params for t in after.trials if "retry_of" in t.user_attrs}
     assert {t.number: t.params for t in interrupted} == retried
+
+
+CHECKPOINTED = """
+import time
+
+import optuna
+
+STEPS = 5
+
+
+def objective(trial):
+    x = trial.suggest_float("x", -5, 5)
+    state = trial.load_checkpoint() or {"total": 0.0, "ran": []}
+    for step in range(0 if trial.resume_step is None else trial.resume_step + 1, STEPS):
+        state["total"] += (x - 1) ** 2 / (step + 1)
+        state["ran"].append(step)
+        trial.save_checkpoint(state, step)
+        trial.report(state["total"], step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+        time.sleep(0.01)
+    trial.set_user_attr("ran", state["ran"])
+    return state["total"]
+"""
+
+
+def test_a_scheduler_study_pauses_resumes_and_ends_with_every_trial_told(tmp_path):
+    path = write_study(tmp_path, n_trials=6)
+    (tmp_path / "obj.py").write_text(CHECKPOINTED)
+    scheduler = "\n[scheduler]\nname = 'asha-promotion'\noptions = { max_resource = 4, reduction_factor = 2 }\n"
+    path.write_text(path.read_text() + scheduler)
+    done = daskopt("run", "study.toml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    study = load(tmp_path)
+    trials, counts = study.trials, by_state(study)
+    assert set(counts) <= {"COMPLETE", "PRUNED"} and counts.get("COMPLETE", 0) >= 1, counts
+    assert sum(counts.values()) == 6
+    assert any(t.user_attrs.get("paused_at") for t in trials)  # rungs at steps 1 and 2 (full budget at 4)
+    for trial in trials:
+        if trial.state.name == "COMPLETE":  # however often it was paused, each step ran once
+            assert trial.user_attrs["ran"] == list(range(5))
+            assert sorted(trial.intermediate_values) == list(range(5))
+        else:  # still paused when the study ended: PRUNED at its last report, which it had a checkpoint for
+            assert trial.user_attrs["suspended"] is True
+            assert trial.value == trial.intermediate_values[trial.user_attrs["paused_at"][-1]]
+    folders = sorted(p.name for p in (tmp_path / "runs" / "cli" / "checkpoints").iterdir())
+    assert folders == [f"trial-{n}" for n in range(6)]
+    assert (tmp_path / "runs" / "cli" / "best.json").exists()
 
 
 @pytest.fixture()

@@ -9,6 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from daskopt.errors import SpecError
+from daskopt.factory import make_scheduler
+from daskopt.schedulers import PromotionASHA
 from daskopt.spec import (
     CategoricalParam,
     FloatParam,
@@ -118,6 +120,42 @@ BAD_FILES = [
         dict(rest='[sampler]\nname = "grid"\n' + SPACE + 'x = { type = "float", low = 0.0, high = 1.0 }'),
         "space.x.step",
         "the grid sampler needs a step",
+    ),
+    (
+        dict(rest='[scheduler]\nname = "asha"'),
+        "scheduler.name",
+        "unknown scheduler 'asha'; valid names: asha-promotion, hyperband-promotion",
+    ),
+    (dict(rest="[scheduler]\noptions = { max_resource = 9 }"), "scheduler.name", "missing required key 'name'"),
+    (
+        dict(rest='[scheduler]\nname = "asha-promotion"\noptions = { max_resource = 9, eta = 3 }'),
+        "scheduler.options.eta",
+        "scheduler 'asha-promotion' takes no option 'eta'; valid options: max_resource, min_resource",
+    ),
+    (
+        dict(rest='[scheduler]\nname = "asha-promotion"\noptions = { max_resorce = 9 }'),
+        "scheduler.options.max_resorce",
+        "did you mean 'max_resource'?",
+    ),
+    (
+        dict(rest='[scheduler]\nname = "hyperband-promotion"\noptions = { min_resource = 2 }'),
+        "scheduler.options.max_resource",
+        "needs option 'max_resource' in [scheduler.options]",
+    ),
+    (
+        dict(rest='[scheduler]\nname = "asha-promotion"\noptions = { max_resource = 9, reduction_factor = 1 }'),
+        "scheduler.options",
+        "reduction_factor must be an int >= 2, got 1",
+    ),
+    (
+        dict(rest='[scheduler]\nname = "asha-promotion"\noptions = { max_resource = 9, min_resource = 10 }'),
+        "scheduler.options",
+        "min_resource (10) must be at most max_resource (9)",
+    ),
+    (
+        dict(rest='[scheduler]\nname = "asha-promotion"\noptions = { max_resource = 9 }\n[pruner]\nname = "median"'),
+        "scheduler",
+        "[scheduler] 'asha-promotion' and [pruner] 'median' would both decide when trials stop",
     ),
 ]
 
@@ -252,6 +290,19 @@ def test_directions_is_always_set(tmp_path: Path, study: str, expected: tuple[st
 def test_storage_urls(tmp_path: Path, url: str, expected: str) -> None:
     spec = load(tmp_path, rest=f'[storage]\nurl = "{url}"')
     assert spec.storage.url == expected.format(root=tmp_path.resolve())
+
+
+@pytest.mark.parametrize("pruner", ["", '[pruner]\nname = "none"'], ids=["no-pruner", "pruner-none"])
+def test_scheduler_section_loads_and_builds(tmp_path: Path, pruner: str) -> None:
+    rest = '[scheduler]\nname = "asha-promotion"\noptions = { max_resource = 9, reduction_factor = 3 }\n' + pruner
+    spec = load(tmp_path, rest=rest)
+    assert spec.scheduler is not None
+    assert spec.scheduler.name == "asha-promotion"
+    assert spec.scheduler.options == {"max_resource": 9, "reduction_factor": 3}
+    scheduler = make_scheduler(spec.scheduler, spec.pruner)
+    assert isinstance(scheduler, PromotionASHA)
+    assert (scheduler.max_resource, scheduler.reduction_factor, scheduler.rungs.steps) == (9, 3, [1, 3])
+    assert load(tmp_path).scheduler is None  # no section: no scheduler, the pruner decides
 
 
 def test_enqueued_rows_inside_the_space_load(tmp_path: Path) -> None:
