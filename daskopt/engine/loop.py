@@ -8,7 +8,9 @@ calls :meth:`Engine._fill`, which asks for new trials while slots are free and k
 Sampling (``study.ask`` and define-by-run suggestions) runs inline while it is cheap and on sampler
 threads once it is not (:mod:`~daskopt.engine.sampling`), so a slow sampler never delays the reports and
 prune decisions of running trials (DESIGN principle 3); define-by-run parameters are handled by
-:mod:`~daskopt.engine.define_by_run`, prune decisions by :mod:`~daskopt.engine.pruning`. Optuna supports
+:mod:`~daskopt.engine.define_by_run`, prune decisions by :mod:`~daskopt.engine.pruning`. What trials send
+is handled in :mod:`~daskopt.engine.messages` (a base class of the engine), and trials that a scheduler
+pauses, resumes or clones in :mod:`~daskopt.engine.movable`. Optuna supports
 ask/tell from several threads on one study (it is how ``n_jobs`` works).
 """
 
@@ -33,6 +35,7 @@ from daskopt.engine.assignments import Assignments
 from daskopt.engine.channel import Connection
 from daskopt.engine.config import EngineConfig
 from daskopt.engine.define_by_run import DefineByRun, joint_sample
+from daskopt.engine.messages import FAIL_RUNNING, TrialMessages
 from daskopt.engine.movable import Movable
 from daskopt.engine.progress import Progress
 from daskopt.engine.pruning import PruneDecider
@@ -49,7 +52,6 @@ from daskopt.trial.task import UNREACHABLE
 
 logger = logging.getLogger("daskopt")
 
-_STATES = {events.COMPLETE: TrialState.COMPLETE, events.PRUNED: TrialState.PRUNED, events.FAIL: TrialState.FAIL}
 TICK_S = 0.25
 # Tasks kept submitted per slot. Idle tasks hold no trial (they ask for one when they start), so this only
 # hides Dask's dispatch latency: with 1 per slot the cluster waits for the scheduler between trials.
@@ -57,10 +59,10 @@ LOOKAHEAD = 4
 SHUTDOWN_GRACE_S = 5.0  # longest wait at the end of a call for cancelled objectives to stop
 INTERRUPTED = "Ctrl-C"  # the stop reason of Ctrl-C (the engine's task cancelled)
 # what a stop does with the trials already asked (Engine._stop)
-LET_FINISH, REQUEUE, FAIL_RUNNING = "finish", "requeue", "fail"
+LET_FINISH, REQUEUE = "finish", "requeue"
 
 
-class Engine:
+class Engine(TrialMessages):
     """Runs one ``optimize()`` call. Create, then ``await run()`` once."""
 
     def __init__(self, study: optuna.Study, objective: Any, client: Client, config: EngineConfig) -> None:
@@ -301,125 +303,6 @@ class Engine:
         conn.send([events.ASSIGN, assignment.to_wire()])
         self._study_logger.trial_started(self.study, run.number, run.params, run.worker)
 
-    # ------------------------------------------------------------------------- trial messages
-    def _on_messages(self, conn: Connection, messages: list[list[Any]]) -> None:
-        for message in messages:
-            if conn.state is None:
-                self._on_hello(conn, message)
-                continue
-            run = conn.state.run
-            if message[0] in (events.FINISH, events.HELLO):
-                self._watchdog.stopped(conn)  # a cancelled objective did stop
-            if message[0] == events.HELLO and run is None:
-                self._waiting.append(conn)  # a chaining task asks for its next trial
-                self._fill()
-                continue
-            if run is None or run.finished:
-                continue
-            run.last_seen = time.monotonic()
-            try:
-                self._on_trial_message(run, message)
-            except Exception as exc:  # a bad message fails its trial, never the loop
-                logger.exception("daskopt: trial %d: could not handle message %r", run.number, message[:2])
-                self._tell(run, TrialState.FAIL, reason=f"engine could not handle a message: {exc}")
-        self._decide()
-
-    def _on_trial_message(self, run: TrialRun, message: list[Any]) -> None:
-        kind = message[0]
-        if kind == events.REPORT:
-            self._on_report(run, message[1], message[2])
-        elif kind == events.PRUNE:
-            self._on_prune(run, message[1])
-        elif kind == events.SUGGEST:
-            self._define_by_run.answer(run, message[1], message[2], message[3])
-        elif kind == events.PARAM:
-            self._define_by_run.record(run, message[1])
-        elif kind == events.ATTR:
-            self._on_attr(run, message[1], message[2], message[3])
-        elif kind == events.FINISH:
-            self._on_finish(run, message[1], message[2], message[3])
-        elif kind == events.CHECKPOINT:
-            run.checkpoint_step = int(message[1])
-        elif kind == events.WARN and message[1] not in self._warned:  # e.g. a range the file and code disagree on
-            self._warned.add(message[1])
-            logger.warning("daskopt: %s", message[2])
-
-    def _on_hello(self, conn: Connection, message: list[Any]) -> None:
-        if message[:2] == [events.PROBE, self._token]:  # a worker checking it can reach the direct channel
-            conn.send([events.STOP])
-            conn.close()
-            return
-        if len(message) != 6 or message[0] != events.HELLO or message[1] != self._token:
-            conn.close()  # not one of our tasks
-            return
-        conn.state = TaskState(task_id=message[2], worker=message[4], pid=message[5], has_objective=bool(message[3]))
-        self._greeted.add(message[2])
-        self._waiting.append(conn)
-        self._fill()
-
-    def _on_report(self, run: TrialRun, step: int, value: float) -> None:
-        run.trial.report(value, step)
-        run.last_step, run.last_value = step, value
-
-    def _on_prune(self, run: TrialRun, request: int) -> None:
-        """``should_prune()`` was called: decide after this batch, on every report that came before it."""
-        run.prune_request = request
-        self._to_decide.add(run.number)
-
-    def _decide(self) -> None:
-        """Answer the prune questions of this message batch. The pruner runs only when a trial asks, as in
-        Optuna (SuccessiveHalving and Hyperband record their rungs when they are asked)."""
-        for number in self._to_decide:
-            run = self.running.get(number)
-            if run is None or run.finished or run.conn is None:
-                continue
-            if self._movable.scheduler is not None:  # a scheduler decides instead of the pruner
-                try:
-                    prune, action = self._movable.decide(run)
-                except Exception as exc:  # the scheduler's error fails this trial, never the loop
-                    logger.exception("daskopt: trial %d: the scheduler failed", run.number)
-                    run.conn.send([events.CANCEL, "the scheduler failed"])
-                    self._tell(run, TrialState.FAIL, reason=f"scheduler {self._movable.scheduler.name}: {exc}")
-                    continue
-                if action is not None:
-                    run.conn.send([events.DECISION, run.prune_request, prune, action])
-                    continue
-            else:
-                prune = run.prune_enabled and self._pruning.should_prune(run.trial)
-            run.conn.send([events.DECISION, run.prune_request, prune])
-        self._to_decide.clear()
-
-    def _on_attr(self, run: TrialRun, key: str, value: Any, kind: int) -> None:
-        if kind == events.CONSTRAINT:
-            run.trial.set_constraint(key, value)
-        elif kind == events.SYSTEM_ATTR:
-            optuna_access.set_trial_system_attr(self.study, optuna_access.trial_id(run.trial), key, value)
-        else:
-            run.trial.set_user_attr(key, value)
-
-    def _on_finish(self, run: TrialRun, state: str, values: list[float] | None, error: Any) -> None:
-        if state == events.SUSPENDED and run.checkpoint_step is not None:
-            self._suspend(run)
-        elif state == events.PRUNED and self._movable.clone(run) is not None:
-            self._exploit(run)
-        elif state == events.FAIL and error is not None:
-            self._tell(run, TrialState.FAIL, reason=error["message"], traceback=error["traceback"])
-            if not self._caught(error):
-                self._error = ObjectiveError(run.number, error["type"], error["message"], error["traceback"])
-                self._stop(f"trial {run.number} raised {error['message']}", running=FAIL_RUNNING)
-            elif self._fail_fast.failed(error["message"]) and self._error is None:
-                message = f"{error['message']} (and so did the {self._fail_fast.count - 1} trials before it: fail_fast)"
-                self._error = ObjectiveError(run.number, error["type"], message, error["traceback"])
-                self._stop(f"the first {self._fail_fast.count} trials all failed the same way", running=FAIL_RUNNING)
-        else:
-            self._fail_fast.succeeded()
-            self._tell(run, _STATES[state], values=values)
-        self._fill()
-
-    def _caught(self, error: events.ErrorInfo) -> bool:
-        names = set(error["mro"])
-        return any(events.qualified_name(cls) in names for cls in self.config.catch)
-
     # ------------------------------------------------------------------------- the tell step
     def _tell(
         self,
@@ -495,34 +378,6 @@ class Engine:
             next_attempt=attempt,
             restore_step=run.checkpoint_step,
         )
-
-    # ------------------------------------------------------------------------ paused trials
-    def _suspend(self, run: TrialRun) -> None:
-        """A scheduler paused ``run`` and its objective stopped: the slot is free, the trial stays RUNNING."""
-        self.running.pop(run.number, None)
-        entry = self.timeline.get(run.timeline_key) if run.timeline_key is not None else None
-        if entry is not None:
-            entry.ended, entry.state = time.time(), "SUSPENDED"
-        if run.conn is not None and isinstance(run.conn.state, TaskState):
-            run.conn.state.run = None
-        self._movable.suspend(run)
-        self._progress.update(self.counts, len(self.running))
-
-    def _exploit(self, run: TrialRun) -> None:
-        """PBT: ``run`` ends (PRUNED, no outcome) and goes on as a new trial from a better one's checkpoint."""
-        clone = self._movable.clone(run)
-        assert clone is not None
-        self._tell(run, TrialState.PRUNED, retry=True)
-        params, attrs = clone
-        self.study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
-
-    def _end_paused(self, run: TrialRun) -> None:
-        """The call ends with ``run`` paused: PRUNED at its last report, as a trial a pruner stopped."""
-        self._tell(run, TrialState.PRUNED)
-
-    def _requeue_paused(self, run: TrialRun) -> None:
-        """The call is interrupted with ``run`` paused: enqueued again, to stay paused in the next call."""
-        self._requeue(run, f"interrupted while paused: {self._stopping}", attributes.attempt(run.user_attrs))
 
     # ----------------------------------------------------------------------- connection / task
     def _on_closed(self, conn: Connection) -> None:

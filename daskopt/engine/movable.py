@@ -50,32 +50,46 @@ class Movable:
         restore = run.user_attrs.get(attributes.RESTORE)
         if not restore:
             return
-        source, key, step = restore
+        _, key, step = restore
         run.restore = (int(key), None if step is None else int(step))
-        if step is None:
+        if step is None:  # the newest checkpoint there: the task says which (RESTORED), then they are carried
             return
         if run.user_attrs.get(attributes.SUSPENDED):
             run.paused_at = int(step)
+        self._carry(run, int(step))
+
+    def _carry(self, run: TrialRun, step: int) -> None:
+        """Report into ``run`` the reports of the trial it goes on from, up to ``step``."""
+        source = run.user_attrs[attributes.RESTORE][0]
         try:
             values = optuna_access.trial_by_number(self.study, int(source)).intermediate_values
         except Exception as exc:  # the reports are a convenience; the trial still starts from its checkpoint
             logger.warning("daskopt: trial %d: could not read the reports of trial %s: %s", run.number, source, exc)
             return
-        for at in sorted(s for s in values if s <= int(step)):
+        for at in sorted(s for s in values if s <= step):
             run.trial.report(values[at], at)
             run.carried[at] = values[at]
-        run.checkpoint_step = int(step)
+        run.checkpoint_step = step
 
     # ---------------------------------------------------------------------- loop thread
     def adopt(self, run: TrialRun) -> bool:
         """An asked trial: tell the scheduler what it carries; True when it is to stay paused."""
         self._keys[run.number] = attributes.checkpoint_key(run.number, run.user_attrs)
         if self.scheduler is not None and run.carried:
-            self.scheduler.adopted(run.number, run.carried, run.paused_at)
+            self.scheduler.adopted(run.number, run.carried, run.paused_at, _origin(run))
         if run.paused_at is not None and self.scheduler is not None:
             self.suspended[run.number] = run
             return True
         return False
+
+    def restored(self, run: TrialRun, step: int) -> None:
+        """A trial that went on from the newest checkpoint of the one it replaces (its step unknown until the
+        task looked): it carries that trial's reports up to there, as if the step had been named."""
+        if run.carried or attributes.RESTORE not in run.user_attrs:
+            return
+        self._carry(run, step)
+        if self.scheduler is not None and run.carried:
+            self.scheduler.adopted(run.number, run.carried, None, _origin(run))
 
     def decide(self, run: TrialRun) -> tuple[bool, str | None]:
         """The scheduler's answer to a ``should_prune()`` question: prune, and the action (SUSPEND, EXPLOIT)."""
@@ -89,7 +103,7 @@ class Movable:
             run.checkpoint_step,
             run.params or run.trial.params,
             run.trial.distributions,
-            int(run.user_attrs.get(attributes.MEMBER, run.number)),
+            _origin(run),
         )
         decision = self.scheduler.decide(report)
         run.action = decision
@@ -167,3 +181,9 @@ class Movable:
         for run in list(self.suspended.values()):
             del self.suspended[run.number]
             (enqueue if requeue else tell)(run)
+
+
+def _origin(run: TrialRun) -> int:
+    """The trial a chain of attempts began with: a PBT member, or the first attempt of a retried trial."""
+    member = run.user_attrs.get(attributes.MEMBER)
+    return int(member) if member is not None else attributes.checkpoint_key(run.number, run.user_attrs)

@@ -16,6 +16,7 @@ Trial -> loop
     ``[PROBE, token]``                                         can this worker reach the loop? (answer: STOP)
     ``[WARN, key, text]``                                      fire-and-forget: the loop warns once per key
     ``[CHECKPOINT, step]``                                     fire-and-forget: step's checkpoint is complete
+    ``[RESTORED, step]``                                       started from its newest checkpoint, of ``step``
 
 Loop -> trial
     ``[ASSIGN, assignment_dict]``     the trial to run (see :class:`Assignment`)
@@ -45,6 +46,7 @@ PRUNE = 8
 PROBE = 9
 WARN = 16
 CHECKPOINT = 17
+RESTORED = 18
 
 ASSIGN = 10
 STOP = 11

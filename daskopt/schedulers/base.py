@@ -52,7 +52,7 @@ class Report:
     checkpoint_step: int | None  # its newest complete checkpoint's step (``None``: none yet)
     params: Mapping[str, Any]
     distributions: Mapping[str, BaseDistribution]
-    member: int = -1  # PBT: the population member it belongs to (the first trial's number); else itself
+    member: int = -1  # the trial its chain of attempts began with (a PBT member, a retried trial's first)
 
     def __post_init__(self) -> None:
         if self.member < 0:
@@ -99,9 +99,12 @@ class Scheduler:
     def finished(self, trial: FrozenTrial) -> None:
         """A trial ended (COMPLETE, PRUNED or FAIL), its last segment included."""
 
-    def adopted(self, number: int, values: Mapping[int, float], paused_at: int | None) -> None:
+    def adopted(
+        self, number: int, values: Mapping[int, float], paused_at: int | None, origin: int | None = None
+    ) -> None:
         """A trial that goes on from an earlier one (a retry, a clone, a paused trial of a stopped driver)
-        carries its reports ``values``; ``paused_at`` is set when it is to stay paused until resumed."""
+        carries its reports ``values``; ``paused_at`` is set when it is to stay paused until resumed;
+        ``origin`` is the trial its chain of attempts began with."""
 
     def better(self, a: float, b: float) -> bool:
         return a > b if self.maximize else a < b

@@ -76,13 +76,8 @@ class PromotionASHA(Scheduler):
     def __init__(
         self, max_resource: int, min_resource: int = 1, reduction_factor: int = 3, min_early_stopping_rate: int = 0
     ) -> None:
-        where = f"daskopt.schedulers.{type(self).__name__}"
-        check_int("max_resource", max_resource, 1, where=where)
-        check_int("min_resource", min_resource, 1, where=where)
-        check_int("reduction_factor", reduction_factor, 2, where=where)
-        check_int("min_early_stopping_rate", min_early_stopping_rate, 0, where=where)
-        if min_resource > max_resource:
-            raise ValueError(f"{where}: min_resource ({min_resource}) must be at most max_resource ({max_resource})")
+        _check("PromotionASHA", max_resource, min_resource, reduction_factor)
+        check_int("min_early_stopping_rate", min_early_stopping_rate, 0, where="daskopt.schedulers.PromotionASHA")
         self.max_resource = max_resource
         self.min_resource = min_resource
         self.reduction_factor = reduction_factor
@@ -144,7 +139,9 @@ class PromotionASHA(Scheduler):
         if rung is not None:
             self.paused[number] = rung
 
-    def adopted(self, number: int, values: Mapping[int, float], paused_at: int | None) -> None:
+    def adopted(
+        self, number: int, values: Mapping[int, float], paused_at: int | None, origin: int | None = None
+    ) -> None:
         self._record_all(number, values)
         if paused_at is not None:
             self.suspended(number, paused_at)
@@ -176,7 +173,8 @@ class PromotionHyperband(Scheduler):
     name = "hyperband-promotion"
 
     def __init__(self, max_resource: int, min_resource: int = 1, reduction_factor: int = 3) -> None:
-        first = PromotionASHA(max_resource, min_resource, reduction_factor)  # checks the arguments
+        _check("PromotionHyperband", max_resource, min_resource, reduction_factor)
+        first = PromotionASHA(max_resource, min_resource, reduction_factor)
         n_brackets = max(len(first.rungs.steps), 1)
         self.brackets = [first] + [
             PromotionASHA(max_resource, min_resource, reduction_factor, s) for s in range(1, n_brackets)
@@ -187,11 +185,13 @@ class PromotionHyperband(Scheduler):
         ]
         self._cumulative = [sum(weights[: i + 1]) for i in range(n_brackets)]
         self._of: dict[int, PromotionASHA] = {}
+        self._origin: dict[int, int] = {}  # a retry's or a recovered trial's number -> its first attempt's
 
     def _bracket(self, number: int) -> PromotionASHA:
+        """A trial's bracket, chosen by its first attempt's number: a retry stays in its bracket."""
         bracket = self._of.get(number)
         if bracket is None:
-            slot = number % self._cumulative[-1]
+            slot = self._origin.get(number, number) % self._cumulative[-1]
             bracket = self.brackets[next(i for i, edge in enumerate(self._cumulative) if slot < edge)]
             self._of[number] = bracket
         return bracket
@@ -200,17 +200,24 @@ class PromotionHyperband(Scheduler):
         self, study: optuna.Study, trials: Sequence[FrozenTrial], n_concurrent: int, n_trials: int | None = None
     ) -> None:
         super().start(study, trials, n_concurrent, n_trials)
+        for trial in trials:
+            self._origin[trial.number] = attributes.checkpoint_key(trial.number, trial.user_attrs)
         for bracket in self.brackets:
             bracket.start(study, [t for t in trials if self._bracket(t.number) is bracket], n_concurrent, n_trials)
 
     def decide(self, report: Report) -> Decision:
+        self._origin.setdefault(report.number, report.member)
         return self._bracket(report.number).decide(report)
 
     def suspended(self, number: int, step: int) -> None:
         self._bracket(number).suspended(number, step)
 
-    def adopted(self, number: int, values: Mapping[int, float], paused_at: int | None) -> None:
-        self._bracket(number).adopted(number, values, paused_at)
+    def adopted(
+        self, number: int, values: Mapping[int, float], paused_at: int | None, origin: int | None = None
+    ) -> None:
+        if origin is not None:
+            self._origin.setdefault(number, origin)
+        self._bracket(number).adopted(number, values, paused_at, origin)
 
     def resume_next(self) -> int | Exploit | None:
         for bracket in self.brackets:
@@ -221,3 +228,12 @@ class PromotionHyperband(Scheduler):
 
     def finished(self, trial: FrozenTrial) -> None:
         self._bracket(trial.number).finished(trial)
+
+
+def _check(name: str, max_resource: int, min_resource: int, reduction_factor: int) -> None:
+    where = f"daskopt.schedulers.{name}"
+    check_int("max_resource", max_resource, 1, where=where)
+    check_int("min_resource", min_resource, 1, where=where)
+    check_int("reduction_factor", reduction_factor, 2, where=where)
+    if min_resource > max_resource:
+        raise ValueError(f"{where}: min_resource ({min_resource}) must be at most max_resource ({max_resource})")

@@ -77,6 +77,8 @@ class TrialHandle(BaseTrial):
         self.cancelled: str | None = None
         self.stop_action: str | None = None  # SUSPEND or EXPLOIT: a scheduler's prune that does not end the trial
         self._restore = checkpoints.resolve(assignment.restore)  # fails the trial at once if it is missing
+        if self._restore is not None and assignment.restore and assignment.restore[1] is None:
+            conn.send([events.RESTORED, self._restore[1]])  # the newest one: the loop carries the reports to it
         self._datetime_start = datetime.datetime.fromisoformat(assignment.datetime_start)
         self._trial_id = assignment.trial_id  # read by Optuna helpers that write through trial.storage
         self._study = StudyView(assignment.study)

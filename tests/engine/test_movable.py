@@ -195,3 +195,25 @@ def test_pbt_members_go_on_from_better_members_and_their_schedule_replays(client
     assert rows[0]["from_step"] == 0 and len(rows) >= 1
     replayed = _pbt_run(client, tmp_path / "replay", Replay(rows), n_trials=1)
     assert replayed.best_value == pytest.approx(best.value, rel=1e-9)  # the schedule alone gives the result
+
+
+def test_a_trial_a_dead_driver_left_running_goes_on_with_its_reports_from_its_newest_checkpoint(client, tmp_path):
+    from daskopt.runner.recovery import recover_interrupted
+    from daskopt.trial import checkpoints
+
+    study = _nop_study()
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(-3, 3)})  # left RUNNING: reports 0-4 ...
+    x, state = trial.params["x"], {"total": 0.0, "ran": 0}
+    for step in range(5):
+        state["total"] += (x - 1) ** 2 / (step + 1)
+        state["ran"] += 1
+        trial.report(state["total"], step)
+    with checkpoints.writing(tmp_path / "trial-0", 4) as folder:  # ... and a checkpoint of step 4
+        checkpoints.save_state(folder, state)
+    assert recover_interrupted(study) == 1
+    daskopt.optimize(study, objectives.accumulates, n_trials=1, client=client, tracking={"checkpoint_dir": tmp_path})
+    new = study.trials[1]
+    assert new.user_attrs[attributes.RESTORE] == [0, 0, None]  # the newest there, found by the task
+    assert new.state.name == "COMPLETE" and new.user_attrs["ran"] == len(STEPS)
+    assert sorted(new.intermediate_values) == STEPS  # steps 0-4 carried, once the task said where it started
+    assert new.value == pytest.approx(_plain_optuna_values([x])[0])

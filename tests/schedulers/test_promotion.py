@@ -123,3 +123,19 @@ def test_hyperband_spreads_new_trials_over_brackets():
     for number in range(100):
         counts[hyperband.brackets.index(hyperband._bracket(number))] += 1
     assert counts[0] > counts[1] > counts[2] > 0
+
+
+def test_hyperband_keeps_a_retry_in_the_bracket_of_its_first_attempt():
+    hyperband = _started(PromotionHyperband(max_resource=9))  # brackets [1, 3] and [3]
+    assert hyperband._bracket(13) is hyperband.brackets[1]  # by its own number it would be elsewhere
+    hyperband.adopted(20, {0: 0.0, 1: 0.0}, paused_at=1, origin=2)  # trial 2's new attempt, paused at step 1
+    assert hyperband._bracket(20) is hyperband._bracket(2) is hyperband.brackets[0]
+    for number in (0, 1, 3, 4, 5):
+        hyperband.decide(_report(number, 1, 10.0 + number))
+        hyperband.suspended(number, 1)
+    assert hyperband.resume_next() == 20  # the best at step 1 is resumed
+
+
+def test_hyperband_errors_name_hyperband():
+    with pytest.raises(ValueError, match="PromotionHyperband: max_resource"):
+        PromotionHyperband(max_resource=0)
