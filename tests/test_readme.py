@@ -102,6 +102,7 @@ def test_every_block_is_found_and_every_shell_line_is_run_or_explained():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # every block of README.md and the example READMEs, in order: a few minutes in all
 def test_blocks_run_as_written(workdir):
     ran = 0
     for block in blocks():

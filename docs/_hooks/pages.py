@@ -32,6 +32,7 @@ README_PAGES: dict[str, tuple[str | None, ...]] = {
     "index.md": (None, "Quickstart"),
     "guide/study-file.md": ("Use it from the shell: one study file",),
     "guide/python.md": ("Use it from Python",),
+    "guide/schedulers.md": ("Schedulers: trials that pause, resume and clone",),
     "guide/optuna-compatibility.md": ("Optuna compatibility",),
     "guide/wandb.md": ("Weights & Biases",),
     "guide/dashboard.md": ("Live dashboard",),
