@@ -38,6 +38,7 @@ import msgpack
 import optuna
 from optuna.trial import TrialState
 
+from daskopt import attributes
 from daskopt.errors import SpecError
 from daskopt.tracking.base import StudyLogger, TrialEnd, TrialLogger, TrialStart, warn
 
@@ -277,7 +278,9 @@ class WandbTrialLogger(TrialLogger):
         config = {**self.options.get("config", {}), **start.params}
         if start.user_attrs:
             config["user_attrs"] = start.user_attrs
-        self.run = start_run(self.options, name=f"trial-{start.number}", job_type="trial", config=config)
+        paused = start.user_attrs.get(attributes.PAUSED_AT) or ()  # a resumed trial: one run per stretch, in order
+        name = f"trial-{start.number}" + (f"-part-{len(paused) + 1}" if paused else "")
+        self.run = start_run(self.options, name=name, job_type="trial", config=config)
 
     def report(self, value: float, step: int) -> None:
         self._log({self.options.get("metric") or "value": value}, step)

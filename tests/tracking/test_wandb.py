@@ -197,3 +197,18 @@ def test_a_study_run_that_cannot_start_warns_once_and_the_study_goes_on(tmp_path
         "daskopt: WandbStudyLogger.study_start failed; the study goes on: RuntimeError: wandb-core did not start"
     ]
     assert not (tmp_path / "wandb").exists() or not list((tmp_path / "wandb").glob("offline-run-*"))
+
+
+def test_a_resumed_trial_logs_each_stretch_as_its_own_run_in_order(tmp_path):
+    """A trial a scheduler paused at steps 1 and 3 runs three times; each stretch is a run of its own."""
+    options = wandb_options({"mode": "offline"}, study_name="paused", output_dir=tmp_path)
+    for paused, steps in (([], (0, 1)), ([1], (2, 3)), ([1, 3], (4, 5))):
+        logger = WandbTrialLogger(options)  # type: ignore[arg-type]
+        logger.trial_start(TrialStart(7, {"x": 1.0}, {"paused_at": paused} if paused else {}, "worker"))
+        for step in steps:
+            logger.report(float(step), step)
+        logger.trial_end(TrialEnd(7, "SUSPENDED", None, {"x": 1.0}, 0.1, "worker"))
+    runs = {run.name: run for run in offline_runs(tmp_path, count=3)}
+    assert sorted(runs) == ["trial-7", "trial-7-part-2", "trial-7-part-3"]
+    assert runs["trial-7-part-3"].metric("value") == {4: 4.0, 5: 5.0}
+    assert runs["trial-7-part-2"].config["user_attrs"] == {"paused_at": [1]}
