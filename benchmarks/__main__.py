@@ -28,6 +28,7 @@ BENCHMARKS = (
     "bookkeeping",
     "slow_sampler",
     "anytime",
+    "promotion",
     "scale",
     "concurrency",
     "hundred_k",

@@ -132,6 +132,46 @@ def anytime_objective(trial: Any, n_epochs: int, epoch_s: float, noise: float) -
     return value
 
 
+EPOCHS_RUN_ATTR = "epochs_run"
+"""User attr: the epochs a checkpointing trial computed, over all its stretches (each epoch once)."""
+STRETCHES_ATTR = "stretches"
+"""User attr: how many times the objective ran for the trial (1 + the times it was resumed)."""
+
+
+def checkpointing_anytime_objective(trial: Any, n_epochs: int, epoch_s: float, noise: float) -> float:
+    """:func:`anytime_objective` as a training run that checkpoints, so a scheduler can pause and resume it.
+
+    Each epoch: the sleep, then ``trial.save_checkpoint(state, epoch)`` before ``trial.report(value, epoch)``
+    and ``should_prune()``. A resumed trial loads the state and goes on at ``trial.resume_step + 1``. The
+    curve's value at an epoch is a pure function of ``(x, epoch)`` (its noise is seeded by them, see
+    :func:`learning_curve`), so the state holds only counters, and a resumed trial's later epochs are
+    exactly what an unpaused trial reports. Records its span (slot, first start, end of this stretch) and
+    :data:`EPOCHS_RUN_ATTR` / :data:`STRETCHES_ATTR`. Without ``save_checkpoint`` (plain Optuna) it runs
+    as :func:`anytime_objective`.
+    """
+    x = [trial.suggest_float(name, 0.0, 1.0) for name in PARAMS]
+    load = getattr(trial, "load_checkpoint", None)
+    state = (load() if load else None) or {"start": time.time(), "value": 0.0, "epochs_run": 0, "stretches": 0}
+    resumed = getattr(trial, "resume_step", None)
+    state["stretches"] += 1
+    save = getattr(trial, "save_checkpoint", None)
+    try:
+        for epoch in range(1 if resumed is None else resumed + 1, n_epochs + 1):
+            time.sleep(epoch_s)
+            state["value"] = learning_curve(x, epoch, n_epochs, noise)
+            state["epochs_run"] += 1
+            if save is not None:
+                save(state, epoch)
+            trial.report(state["value"], epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+    finally:
+        trial.set_user_attr(SPAN_ATTR, [where_am_i(), state["start"], time.time()])
+        trial.set_user_attr(EPOCHS_RUN_ATTR, state["epochs_run"])
+        trial.set_user_attr(STRETCHES_ATTR, state["stretches"])
+    return float(state["value"])
+
+
 # ------------------------------------------------------------------------------------ a slow sampler
 class SlowSampler(optuna.samplers.BaseSampler):
     """A sampler whose every ask costs CPU time growing with the completed trials, like GP-based ones.

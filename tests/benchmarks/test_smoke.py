@@ -42,6 +42,7 @@ POSITIVE = {
     "bookkeeping": ["minimum_s", "n_trials"],
     "slow_sampler": ["slow_gap_ms_median", "slow_ask_ms"],
     "anytime": ["daskopt_asha_regret", "daskopt_tpe_regret", "optuna_distributed_regret", "daskopt_asha_trials"],
+    "promotion": ["regret_ratio", "promotion_regret", "stopping_regret", "promotion_trials", "stopping_trials"],
     "scale": ["total_s", "ms_per_trial_300", "nop_ms_per_trial_300", "n_jobs_ms_per_trial_300"],
     "concurrency": ["ratio_8", "p99_ms_8"],
     "hundred_k": ["total_s", "ms_per_trial_600", "resume_s", "dashboard_update_ms", "optuna_ms_per_trial_600"],
@@ -49,6 +50,7 @@ POSITIVE = {
 EXACT = {
     "result_throughput": {"prune_lost": "0", "report_lost": "0", "no_report_lost": "yes"},
     "concurrency": {"lost_8": "0"},
+    "promotion": {"mismatched_reports": "0", "repeated_epochs": "0"},
 }
 
 
