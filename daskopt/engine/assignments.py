@@ -51,6 +51,7 @@ class Assignments:
             tracking=config.tracking,
             checkpoint_dir=None if root is None else f"{root}/trial-{checkpoint_key(run.number, run.user_attrs)}",
             restore=None if root is None or run.restore is None else [f"{root}/trial-{run.restore[0]}", run.restore[1]],
+            keep_every=None if config.scheduler is None else config.scheduler.keep_every,
             joint={name: [v.distribution_json, v.value] for name, v in run.joint.items()},
             objective=None if has_objective else self.objective_bytes,
             trial_id=trial_id(run.trial),

@@ -226,7 +226,10 @@ class Engine(TrialMessages):
         if self.config.ask_ahead and n > 1 and not self._sampling.inline:
             ahead = ask_ahead(n, self._sampling.average_s, self._trial_s)
         if self._stopping is None:  # a paused trial the scheduler promotes comes before a new one
-            while len(self.running) + self._asking + len(self._ready) < n and (run := self._movable.resume_next()):
+            # asked-ahead new trials do not hold a free slot back from a paused trial the scheduler resumes
+            resuming = sum(1 for r in self._ready if r.segments or r.restore)
+            while len(self.running) + resuming < n and (run := self._movable.resume_next()):
+                resuming += 1
                 if run.action is None:
                     self._ready.appendleft(run)
                 else:  # ends, and goes on as a clone: asked below

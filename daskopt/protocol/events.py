@@ -104,6 +104,7 @@ class Assignment:
     checkpoint_dir: str | None = None  # shared folder of this trial (and of its retries)
     joint: dict[str, list[Any]] = field(default_factory=dict)  # name -> [distribution_json, value]
     restore: list[Any] | None = None  # [checkpoint folder, step or None]: where it starts (trial/checkpoints.py)
+    keep_every: int | None = None  # checkpoints at these decision steps are kept a while for clones (PBT)
     tracking: dict[str, Any] | None = None  # plain logger settings (daskopt.tracking.trial_loggers)
     objective: bytes | None = field(default=None, repr=False)
     trial_id: int = -1  # the storage's id of the trial (``trial._trial_id``, for storage calls on this trial)

@@ -73,6 +73,7 @@ class Scheduler:
 
     name = "scheduler"
     needs_checkpoints = True
+    keep_every: int | None = None  # other trials may start from checkpoints at these steps: keep them a while
 
     def start(
         self, study: optuna.Study, trials: Sequence[FrozenTrial], n_concurrent: int, n_trials: int | None = None

@@ -101,6 +101,7 @@ class PBT(Scheduler):
         if explore is not None and not callable(explore):
             raise TypeError(f"{where}: explore must be a function of the parameters dict, got {explore!r}")
         self.perturbation_interval = perturbation_interval
+        self.keep_every = perturbation_interval  # a donor's checkpoint at its decision step outlives a few more
         self.quantile_fraction = float(quantile_fraction)
         self.resample_probability = float(resample_probability)
         self.perturbation_factors = factors

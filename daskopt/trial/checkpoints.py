@@ -4,9 +4,10 @@ The contract is kept small. A checkpoint is a folder ``step-<k>`` in the trial's
 folder all workers reach), written under a temporary name and renamed when complete, so a reader never
 sees half of one and a worker killed mid-write leaves nothing that looks finished. After each one the
 loop is told the step (``CHECKPOINT``), and only then may a scheduler pause the trial at that step or
-hand its state to another trial. The newest ``keep`` folders stay; an older one is removed once it is
-``GRACE_S`` old (a PBT clone may still be on its way to read the one its donor had when it was chosen, while
-the donor writes a checkpoint every few milliseconds), never the one this trial started from.
+hand its state to another trial. The newest ``keep`` folders stay and older ones are removed, never the
+one this trial started from; under PBT a checkpoint at a decision step (every ``keep_every`` steps) stays
+until it is ``GRACE_S`` old, since a clone may still be on its way to read the one its donor had when it was
+chosen while the donor writes a checkpoint every few milliseconds.
 
 Where a trial starts from is the loop's call, sent with the assignment as ``restore = [folder, step]``:
 its own folder and the step it was paused at (a resume), another trial's (a PBT exploit), or step
@@ -28,7 +29,7 @@ from typing import Any
 
 STATE_FILE = "state.pkl"  # what save_checkpoint writes in a checkpoint folder
 KEEP = 3  # checkpoints kept per trial: a PBT donor's newest may be read while it writes the next ...
-GRACE_S = 120.0  # ... and none is removed before it is this old
+GRACE_S = 120.0  # ... and one at a PBT decision step is not removed before it is this old
 _STEP = re.compile(r"^step-(\d+)$")
 
 
@@ -50,11 +51,16 @@ def steps(root: Path) -> list[int]:
 
 @contextmanager
 def writing(
-    root: Path, step: int, keep: int = KEEP, pinned: Path | None = None, grace_s: float = GRACE_S
+    root: Path,
+    step: int,
+    keep: int = KEEP,
+    pinned: Path | None = None,
+    keep_every: int | None = None,
+    grace_s: float = GRACE_S,
 ) -> Iterator[Path]:
     """A fresh folder to write step ``step``'s checkpoint into; complete (renamed) when the block ends
-    without an error, and then the oldest beyond ``keep`` that are ``grace_s`` old are removed (never
-    ``pinned``)."""
+    without an error, and then the oldest beyond ``keep`` are removed: never ``pinned``, and one at a step
+    ``s`` with ``(s + 1) % keep_every == 0`` only once it is ``grace_s`` old."""
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise TypeError(f"checkpoint step must be a non-negative int, got {step!r}")
     root.mkdir(parents=True, exist_ok=True)
@@ -73,8 +79,11 @@ def writing(
     cutoff = time.time() - grace_s
     for old in steps(root)[:-keep] if keep > 0 else []:
         path = root / folder_name(old)
-        if (pinned is None or path.resolve() != pinned.resolve()) and _mtime(path) <= cutoff:
-            shutil.rmtree(path, ignore_errors=True)
+        if pinned is not None and path.resolve() == pinned.resolve():
+            continue
+        if keep_every and (old + 1) % keep_every == 0 and _mtime(path) > cutoff:
+            continue  # a PBT donor's checkpoint at a decision step: a clone may be about to read it
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _mtime(path: Path) -> float:

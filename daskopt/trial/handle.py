@@ -332,7 +332,8 @@ class TrialHandle(BaseTrial):
         the trial's checkpoint for ``step`` and the loop is told, so schedulers may pause the trial there
         and resume it later on any worker, or start another trial from it. Call it before
         ``report(value, step)``."""
-        with checkpoints.writing(self.checkpoint_dir, step, pinned=self.restore_dir) as folder:
+        keep_every = self._assignment.keep_every
+        with checkpoints.writing(self.checkpoint_dir, step, pinned=self.restore_dir, keep_every=keep_every) as folder:
             yield folder
         if self.cancelled is None:
             try:

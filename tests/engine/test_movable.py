@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import optuna
 import pytest
+from distributed import Client, LocalCluster
 
 import daskopt
 from daskopt import attributes
@@ -217,3 +220,65 @@ def test_a_trial_a_dead_driver_left_running_goes_on_with_its_reports_from_its_ne
     assert new.state.name == "COMPLETE" and new.user_attrs["ran"] == len(STEPS)
     assert sorted(new.intermediate_values) == STEPS  # steps 0-4 carried, once the task said where it started
     assert new.value == pytest.approx(_plain_optuna_values([x])[0])
+
+
+class _SlowRandom(optuna.samplers.RandomSampler):
+    """Over 0.5 ms an ask: the engine samples on its thread and keeps trials asked ahead of free slots."""
+
+    def before_trial(self, study, trial):
+        time.sleep(0.003)
+        super().before_trial(study, trial)
+
+
+class _WatchedASHA(PromotionASHA):
+    """Promotion ASHA that remembers every trial that was promotable while paused."""
+
+    def start(self, *args, **kwargs):
+        super().start(*args, **kwargs)
+        self.waiting: set[int] = set()
+
+    def _note(self):
+        for rung in range(len(self.rungs.steps)):
+            self.waiting |= {
+                n for n in self.rungs.top(rung) if self.paused.get(n) == rung and n not in self.rungs.promoted[rung]
+            }
+
+    def decide(self, report):
+        decision = super().decide(report)
+        self._note()
+        return decision
+
+    def suspended(self, number, step):
+        super().suspended(number, step)
+        self._note()
+
+    def resume_next(self):
+        number = super().resume_next()
+        self.waiting.discard(number)
+        return number
+
+
+@pytest.fixture(scope="module")
+def eight_slots():
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=4, dashboard_address=":0", silence_logs=40) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def test_trials_asked_ahead_do_not_keep_a_promotable_trial_paused(eight_slots, tmp_path):
+    scheduler = _WatchedASHA(max_resource=8)
+    study = optuna.create_study(sampler=_SlowRandom(seed=0), pruner=optuna.pruners.NopPruner())
+    daskopt.optimize(
+        study,
+        objectives.accumulates,
+        n_trials=60,
+        n_concurrent=8,
+        client=eight_slots,
+        scheduler=scheduler,
+        tracking={"checkpoint_dir": tmp_path},
+        show_progress_bar=False,
+    )
+    assert scheduler.waiting == set()  # every trial that became promotable while paused was resumed
+    assert sum(1 for t in study.trials if t.state.name == "COMPLETE" and t.user_attrs.get("paused_at")) >= 1

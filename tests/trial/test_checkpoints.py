@@ -27,16 +27,19 @@ def test_the_newest_are_kept_and_the_one_started_from_is_never_removed(tmp_path)
         pass
     pinned = tmp_path / "step-00000000"
     for step in range(1, 6):
-        with checkpoints.writing(tmp_path, step, keep=2, pinned=pinned, grace_s=0) as folder:
+        with checkpoints.writing(tmp_path, step, keep=2, pinned=pinned) as folder:
             checkpoints.save_state(folder, {"step": step})
     assert checkpoints.steps(tmp_path) == [0, 4, 5]
 
 
-def test_a_fresh_checkpoint_is_kept_a_while_for_a_clone_that_may_read_it(tmp_path):
-    for step in range(5):
-        with checkpoints.writing(tmp_path, step, keep=2, grace_s=60):
+def test_a_fresh_checkpoint_at_a_decision_step_is_kept_a_while_for_a_clone_that_may_read_it(tmp_path):
+    for step in range(9):
+        with checkpoints.writing(tmp_path, step, keep=2, keep_every=3, grace_s=60):
             pass
-    assert checkpoints.steps(tmp_path) == [0, 1, 2, 3, 4]
+    assert checkpoints.steps(tmp_path) == [2, 5, 7, 8]  # steps 2 and 5 end an interval of 3
+    with checkpoints.writing(tmp_path, 9, keep=2, keep_every=3, grace_s=0):
+        pass
+    assert checkpoints.steps(tmp_path) == [8, 9]
 
 
 def test_the_same_step_again_replaces_it(tmp_path):
