@@ -145,7 +145,7 @@ class TrialMessages:
             run = self.running.get(number)
             if run is None or run.finished or run.conn is None:
                 continue
-            if self._movable.scheduler is not None:  # a scheduler decides instead of the pruner
+            if self._movable.scheduler is not None and run.prune_enabled:  # the scheduler decides, not the pruner
                 try:
                     prune, action = self._movable.decide(run)
                 except Exception as exc:  # the scheduler's error fails this trial, never the loop

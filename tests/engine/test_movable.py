@@ -32,7 +32,8 @@ def _plain_optuna_values(xs):
     return [t.value for t in study.trials]
 
 
-def test_promotion_asha_pauses_and_resumes_trials_without_repeating_work(client, tmp_path):
+@pytest.mark.parametrize("channel", ["direct", "relay"])  # relayed, every message goes through the scheduler
+def test_promotion_asha_pauses_and_resumes_trials_without_repeating_work(client, tmp_path, channel):
     study = _nop_study()
     daskopt.optimize(
         study,
@@ -40,6 +41,7 @@ def test_promotion_asha_pauses_and_resumes_trials_without_repeating_work(client,
         n_trials=12,
         n_concurrent=2,
         client=client,
+        channel=channel,
         scheduler=PromotionASHA(max_resource=8),
         tracking={"checkpoint_dir": tmp_path},
         show_progress_bar=False,
