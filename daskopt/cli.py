@@ -188,7 +188,10 @@ def status(study_file: str, number: int | None) -> None:
     best = best_summary(study)
     click.echo(f"best: {json.dumps(best)}" if best is not None else "best: no completed trial yet")
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        click.echo(f"running: trial {trial.number} since {trial.datetime_start:%Y-%m-%d %H:%M:%S} {trial.params}")
+        if trial.user_attrs.get("suspended"):  # paused by a scheduler: RUNNING in storage, not on a worker
+            click.echo(f"paused: trial {trial.number} at step {trial.user_attrs['paused_at'][-1]} {trial.params}")
+        else:
+            click.echo(f"running: trial {trial.number} since {trial.datetime_start:%Y-%m-%d %H:%M:%S} {trial.params}")
 
 
 def _print_trial(study: Any, number: int) -> None:

@@ -335,3 +335,15 @@ def test_status_prints_lines_that_open_the_study_with_optuna_itself(tmp_path):
     opened = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert opened.returncode == 0, opened.stderr
     assert opened.stdout.strip() == "4"
+
+
+def test_status_tells_paused_trials_from_running_ones(tmp_path):
+    write_study(tmp_path, n_trials=1)
+    assert daskopt("run", "study.toml", cwd=tmp_path).returncode == 0
+    study = load(tmp_path)
+    paused, running = study.ask(), study.ask()  # as a killed driver leaves them: one paused by a scheduler
+    paused.set_user_attr("paused_at", [1, 3])
+    paused.set_user_attr("suspended", True)
+    lines = daskopt("status", "study.toml", cwd=tmp_path).stdout.splitlines()
+    assert any(line.startswith(f"paused: trial {paused.number} at step 3") for line in lines)
+    assert any(line.startswith(f"running: trial {running.number} since") for line in lines)
