@@ -7,6 +7,10 @@ must be listed in ``NOT_RUN`` with the reason, so a new block cannot slip past t
 Everything runs in a copy of ``examples/`` (paths in the blocks are relative to the repository root), in
 file order, so a block that reads what an earlier one wrote (the ablation's trials.csv) finds it.
 A synopsis line names "your study file" as ``study.toml``: it runs against the quickstart's.
+
+Where a README states how long a command takes (``STATED``), the time it took here is printed beside the
+statement at the end of the run, so a drifting number shows in every CI log; it is not asserted, since a
+shared machine's timings vary (benchmarks/ holds the measured claims).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +46,13 @@ NOT_RUN = {  # shell lines this test does not run, and why
     "python examples/torch_digits/run.py --gpu --trials-per-gpu 4 --gpu-memory-fraction 0.2 --n-trials 200": (
         "needs a GPU (benchmarks/gpu_check.sh)"
     ),
+}
+
+STATED = {  # commands whose README gives their duration, and what it says
+    "daskopt run study.toml": "README's Quickstart: the quickstart study takes 15 s on a 2-core VM",
+    "daskopt run examples/command_pruning/study.toml": "its README: about 10 s on 2 local workers",
+    "daskopt run examples/torch_digits/study.toml": "its README: ~30-60 s on 2 CPU workers",
+    "daskopt run examples/ablation_repeats/study.toml": "its README: a few seconds on a laptop",
 }
 
 
@@ -99,12 +111,14 @@ def test_every_block_is_found_and_every_shell_line_is_run_or_explained():
     unexplained = {line for line in lines if line not in NOT_RUN and not line.startswith(("daskopt ", "python "))}
     assert not unexplained, f"shell lines neither run nor listed in NOT_RUN: {sorted(unexplained)}"
     assert set(NOT_RUN) <= lines, f"NOT_RUN lists lines no README has any more: {sorted(set(NOT_RUN) - lines)}"
+    assert set(STATED) <= lines - set(NOT_RUN), f"STATED names lines not run: {sorted(set(STATED) - lines)}"
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # every block of README.md and the example READMEs, in order: a few minutes in all
-def test_blocks_run_as_written(workdir):
+def test_blocks_run_as_written(workdir, request):
     ran = 0
+    took: dict[str, float] = {}
     for block in blocks():
         if block.language == "python":
             _run_python(block, workdir)
@@ -115,10 +129,16 @@ def test_blocks_run_as_written(workdir):
                 continue
             args = shlex.split(line.replace(" study.toml", f" {YOUR_STUDY}"))
             args[0] = sys.executable if args[0] == "python" else args[0]
+            started = time.monotonic()
             done = _run(args, workdir)
+            took.setdefault(line, time.monotonic() - started)  # the first run: a later one may resume the study
             assert done.returncode == 0, f"{block.name}: `{line}` exited {done.returncode}\n{done.stderr[-3000:]}"
             ran += 1
     assert ran >= 10
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    for line, stated in STATED.items():
+        message = f"README timing: `{line}` took {took[line]:.1f} s here; {stated}"
+        reporter.write_line(message) if reporter is not None else print(message)
 
 
 def _run_python(block: Block, workdir: Path) -> None:
