@@ -29,6 +29,7 @@ BENCHMARKS = (
     "slow_sampler",
     "anytime",
     "promotion",
+    "pbt",
     "scale",
     "concurrency",
     "hundred_k",
