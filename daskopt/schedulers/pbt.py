@@ -170,6 +170,7 @@ class PBT(Scheduler):
         params = self.explore(dict(donor.params), donor.distributions)
         member.progress, member.score = donor.progress, donor.score
         member.params, member.distributions = params, donor.distributions
+        member.checkpoint = None  # no donor until its clone checkpoints at a decision of its own
         number, step = donor.checkpoint
         return Exploit(donor=number, step=step, params=params, target=target)
 

@@ -172,3 +172,13 @@ def test_pb2_explores_where_its_gp_saw_the_fastest_improvement():
     suggested = [pb2.explore({"lr": 1.0}, LR)["lr"] for _ in range(5)]
     assert all(1e-3 <= lr <= 1.0 for lr in suggested)
     assert statistics.median(abs(math.log10(lr / 0.03)) for lr in suggested) < 0.5  # near the peak, not at 1.0
+
+
+def test_a_member_that_just_exploited_is_no_donor_until_it_checkpoints_again():
+    pbt = _started(PBT(perturbation_interval=5, resample_probability=0.0, seed=0), n_trials=4)
+    for number, value in [(2, 3.0), (1, 2.0), (0, 1.0)]:
+        assert pbt.decide(_report(number, 4, value, member=number)) == CONTINUE
+    assert pbt.decide(_report(3, 4, 4.0, member=3)).donor == 0  # the worst copies the best ...
+    assert pbt.decide(_report(0, 9, 1.5, member=0)) == CONTINUE
+    decision = pbt.decide(_report(2, 9, 3.5, member=2))
+    assert isinstance(decision, Exploit) and decision.donor != 3  # ... and its losing checkpoint is never copied
