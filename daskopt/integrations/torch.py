@@ -174,6 +174,54 @@ def restore_checkpoint(trial: Any, model: Any, optimizer: Any = None) -> tuple[i
     return int(state["epoch"]) + 1, dict(state["extra"])
 
 
+# ---------------------------------------------------------------------------- gradient noise scale
+class NoiseScaleMeter:
+    """Measures the gradient noise scale ``φ`` while a model trains with gradient accumulation, for the
+    elastic allocator's statistical efficiency (:mod:`daskopt.elastic.goodput`).
+
+    Each optimizer step accumulates ``k`` micro-batches of ``b`` examples, the loss of each divided by
+    ``k`` (the usual accumulation). Call :meth:`micro_step` after each micro-batch's ``backward()`` and
+    :meth:`step` before ``optimizer.step()``: the micro-batches' own gradients (``b`` examples) and their
+    sum (``k·b``) are the two batch sizes the estimate needs, at no extra forward or backward pass (it
+    keeps one copy of the gradients).
+    """
+
+    def __init__(self, model: Any, smoothing: float = 0.9) -> None:
+        from daskopt.elastic.goodput import GradientNoiseScale
+
+        self.model = model
+        self.estimate = GradientNoiseScale(smoothing=smoothing)
+        self._previous: list[Any] | None = None
+        self._micro_sq: list[float] = []
+        self._batch = 0
+
+    def _grads(self) -> list[Any]:
+        return [p.grad.detach().clone() for p in self.model.parameters() if p.grad is not None]
+
+    def micro_step(self, batch: int) -> None:
+        """After one micro-batch's ``backward()``: ``batch`` is its number of examples."""
+        current = self._grads()
+        previous = self._previous or [g.new_zeros(g.shape) for g in current]
+        self._micro_sq.append(sum(float((c - p).pow(2).sum()) for c, p in zip(current, previous, strict=True)))
+        self._previous = current
+        self._batch = batch
+
+    def step(self) -> float | None:
+        """Before ``optimizer.step()``: records this step's estimate; returns ``φ`` so far (``None`` until
+        one is usable). Needs at least two micro-batches per step."""
+        k = len(self._micro_sq)
+        if k >= 2 and self._previous is not None:
+            total_sq = sum(float(g.pow(2).sum()) for g in self._previous)  # the mean loss's gradient, k·b
+            small_sq = k * sum(self._micro_sq)  # the mean of k²·|c_i|²: each micro-gradient was scaled by 1/k
+            self.estimate.observe(self._batch, small_sq, self._batch * k, total_sq)
+        self._previous, self._micro_sq = None, []
+        return self.estimate.value
+
+    @property
+    def value(self) -> float | None:
+        return self.estimate.value
+
+
 # ------------------------------------------------------------------------------ several GPUs per trial
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port free right now on ``host`` (for ``MASTER_PORT``)."""
