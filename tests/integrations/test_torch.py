@@ -179,7 +179,7 @@ def test_the_noise_scale_meter_agrees_with_per_example_gradients():
     true_phi = float(per_example.var(0, unbiased=True).sum() / mean.pow(2).sum())
     meter = integration.NoiseScaleMeter(model, smoothing=0.98)
     k, b = 4, 32
-    for step in range(200):
+    for _ in range(200):
         rows = torch.randint(0, n, (k * b,), generator=generator)
         model.zero_grad()
         for i in range(k):
