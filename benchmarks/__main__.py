@@ -30,6 +30,8 @@ BENCHMARKS = (
     "anytime",
     "promotion",
     "pbt",
+    "pbt_digits",
+    "suspend_resume",
     "scale",
     "concurrency",
     "hundred_k",

@@ -3,6 +3,7 @@ example folder (so no journal or run files land in the repository), with fewer t
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -85,3 +86,23 @@ def test_torch_digits_trains_the_cnn_with_asha(tmp_path: Path) -> None:
     assert all(t.intermediate_values for t in trials), "every trial reports per epoch"
     best = max(v for t in trials for v in t.intermediate_values.values())
     assert best > 0.8, f"the known-good enqueued point learns the digits (best accuracy {best:.3f})"
+
+
+def test_pbt_digits_members_go_on_from_better_members_and_best_shows_their_schedule(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    spec, study = run_example("pbt_digits", tmp_path, n_trials=4)  # a population of 4 on 2 worker processes
+    assert spec.scheduler is not None and spec.scheduler.name == "pbt"
+    trials = study.get_trials(deepcopy=False)
+    assert not [t for t in trials if t.state == TrialState.FAIL], [t.user_attrs.get("fail_reason") for t in trials]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 4
+    assert [t for t in trials if t.state == TrialState.PRUNED], "no member went on from a better one"
+    last = spec.scheduler.options["last_step"]
+    for trial in complete:  # a member's curve is whole: the parent's reports, then its own
+        assert sorted(trial.intermediate_values) == list(range(last + 1))
+    best = json.loads((Path(spec.output.dir) / "best.json").read_text())
+    assert best["value"] == study.best_value > 0.8
+    if "schedule" in best:  # the winner went on from another member at least once
+        assert best["schedule"][0]["from_step"] == 0 and best["schedule"][-1]["trial"] == best["number"]
+    assert (Path(spec.output.dir) / "checkpoints").is_dir()

@@ -44,6 +44,8 @@ POSITIVE = {
     "anytime": ["daskopt_asha_regret", "daskopt_tpe_regret", "optuna_distributed_regret", "daskopt_asha_trials"],
     "promotion": ["regret_ratio", "promotion_regret", "stopping_regret", "promotion_trials", "stopping_trials"],
     "pbt": ["speedup_vs_tpe_asha", "daskopt_pbt_t_target_s", "tpe_asha_trials", "dask_dispatch_ms", "ckpt_write_ms"],
+    "suspend_resume": ["pause_resume_ms", "dispatch_ms", "checkpoint_io_ms", "ratio"],
+    "pbt_digits": ["pbt_val_acc", "tpe_asha_val_acc", "pbt_epochs", "tpe_asha_epochs", "pbt_trials"],
     "scale": ["total_s", "ms_per_trial_300", "nop_ms_per_trial_300", "n_jobs_ms_per_trial_300"],
     "concurrency": ["ratio_8", "p99_ms_8"],
     "hundred_k": ["total_s", "ms_per_trial_600", "resume_s", "dashboard_update_ms", "optuna_ms_per_trial_600"],
