@@ -8,10 +8,9 @@ calls :meth:`Engine._fill`, which asks for new trials while slots are free and k
 Sampling (``study.ask`` and define-by-run suggestions) runs inline while it is cheap and on sampler
 threads once it is not (:mod:`~daskopt.engine.sampling`), so a slow sampler never delays the reports and
 prune decisions of running trials (DESIGN principle 3); define-by-run parameters are handled by
-:mod:`~daskopt.engine.define_by_run`, prune decisions by :mod:`~daskopt.engine.pruning`. What trials send
-is handled in :mod:`~daskopt.engine.messages` (a base class of the engine), and trials that a scheduler
-pauses, resumes or clones in :mod:`~daskopt.engine.movable`. Optuna supports
-ask/tell from several threads on one study (it is how ``n_jobs`` works).
+:mod:`~daskopt.engine.define_by_run`, prune decisions by :mod:`~daskopt.engine.pruning`, what trials send
+by :mod:`~daskopt.engine.messages` (a base class), trials a scheduler pauses or clones by
+:mod:`~daskopt.engine.movable`. Optuna supports ask/tell from several threads on one study (``n_jobs``).
 """
 
 from __future__ import annotations
@@ -53,8 +52,8 @@ from daskopt.trial.task import UNREACHABLE
 logger = logging.getLogger("daskopt")
 
 TICK_S = 0.25
-# Tasks kept submitted per slot. Idle tasks hold no trial (they ask for one when they start), so this only
-# hides Dask's dispatch latency: with 1 per slot the cluster waits for the scheduler between trials.
+# Tasks kept submitted per slot. Idle tasks hold no trial (they ask for one when they start): this only hides
+# Dask's dispatch latency (with 1 per slot the cluster waits for the scheduler between trials).
 LOOKAHEAD = 4
 SHUTDOWN_GRACE_S = 5.0  # longest wait at the end of a call for cancelled objectives to stop
 INTERRUPTED = "Ctrl-C"  # the stop reason of Ctrl-C (the engine's task cancelled)
@@ -383,11 +382,6 @@ class Engine(TrialMessages):
         )
 
     # ----------------------------------------------------------------------- connection / task
-    def _on_closed(self, conn: Connection) -> None:
-        state = conn.state
-        if isinstance(state, TaskState) and state.run is not None and not state.run.finished:
-            self._lost(state.run, f"its connection closed before it finished (pid {state.pid})")
-
     def _on_task_done(self, task_id: int, future: Future) -> None:
         greeted = task_id in self._greeted
         self._greeted.discard(task_id)

@@ -61,6 +61,7 @@ class TrialMessages:
         def _fill(self) -> None: ...
         def _stop(self, reason: str, running: str = ...) -> None: ...
         def _requeue(self, run: TrialRun, reason: str, attempt: int) -> None: ...
+        def _lost(self, run: TrialRun, why: str) -> None: ...
         def _tell(
             self,
             run: TrialRun,
@@ -219,3 +220,9 @@ class TrialMessages:
     def _requeue_paused(self, run: TrialRun) -> None:
         """The call is interrupted with ``run`` paused: enqueued again, to stay paused in the next call."""
         self._requeue(run, f"interrupted while paused: {self._stopping}", attributes.attempt(run.user_attrs))
+
+    def _on_closed(self, conn: Connection) -> None:
+        """A task's connection ended: a trial it still ran is lost (process killed, network gone)."""
+        state = conn.state
+        if isinstance(state, TaskState) and state.run is not None and not state.run.finished:
+            self._lost(state.run, f"its connection closed before it finished (pid {state.pid})")

@@ -21,13 +21,13 @@ from daskopt.tracking.base import (
 )
 from daskopt.tracking.jsonl import JsonlStudyLogger
 from daskopt.tracking.wandb_logger import (
-    WandbStudyLogger,
     WandbTrialLogger,
     spec_wandb_option,
     wandb_options,
     warm_up_workers,
 )
 from daskopt.tracking.wandb_logger import warm_up as warm_up_wandb
+from daskopt.tracking.wandb_study import WandbStudyLogger
 
 __all__ = [
     "JsonlStudyLogger",
