@@ -152,7 +152,9 @@ def save_checkpoint(trial: Any, epoch: int, model: Any, optimizer: Any = None, *
 def restore_checkpoint(trial: Any, model: Any, optimizer: Any = None) -> tuple[int, dict[str, Any]]:
     """Load the checkpoint the trial starts from (its own after a pause or a lost worker, a better trial's
     after a PBT exploit) into ``model`` and ``optimizer``; returns the first epoch to run and the ``extra``
-    values it was saved with (``(0, {})`` from scratch, or on a plain ``optuna.Trial``)."""
+    values it was saved with (``(0, {})`` from scratch, or on a plain ``optuna.Trial``). The optimizer's state
+    brings back the learning rate, momentum and weight decay it was saved with: set this trial's values in
+    its ``param_groups`` afterwards, or a PBT exploit's new hyperparameters are silently ignored."""
     folder = getattr(trial, "restore_dir", None)
     if folder is None:
         return 0, {}

@@ -129,7 +129,7 @@ def test_dashboard_command_serves_a_journal_study(tmp_path):
             assert count_shown(session.document) == 5
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=20) == 0
+        assert process.wait(timeout=60) == 0  # a liveness wait: the server stops on Ctrl-C
 
 
 def test_a_local_scheduler_started_after_registration_lists_the_page():
