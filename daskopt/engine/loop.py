@@ -224,7 +224,7 @@ class Engine(TrialMessages):
         ahead = 0
         if self.config.ask_ahead and n > 1 and not self._sampling.inline:
             ahead = ask_ahead(n, self._sampling.average_s, self._trial_s)
-        if self._stopping is None:  # a paused trial the scheduler promotes comes before a new one
+        if self._stopping is None and self._movable.suspended:  # a promoted paused trial before a new one
             # asked-ahead new trials do not hold a free slot back from a paused trial the scheduler resumes
             resuming = sum(1 for r in self._ready if r.segments or r.restore)
             while len(self.running) + resuming < n and (run := self._movable.resume_next()):
@@ -233,6 +233,7 @@ class Engine(TrialMessages):
                     self._ready.appendleft(run)
                 else:  # ends, and goes on as a clone: asked below
                     self._exploit(run)
+        if self._stopping is None:
             while (
                 self._asking + len(self._ready) < self._unstarted()
                 and len(self.running) + self._asking + len(self._ready) < n + ahead
