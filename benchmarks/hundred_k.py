@@ -79,9 +79,7 @@ def _resume_s(folder: Path, n_trials: int) -> tuple[float, str]:
         n_workers = 1
         """)
     )
-    (folder / "bench_objective.py").write_text(
-        "def trivial(trial):\n    return trial.suggest_float('x', 0.0, 1.0)\n"
-    )
+    (folder / "bench_objective.py").write_text("def trivial(trial):\n    return trial.suggest_float('x', 0.0, 1.0)\n")
     env = {**os.environ, "WANDB_MODE": "disabled"}
     started = time.perf_counter()
     done = subprocess.run(

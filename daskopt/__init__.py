@@ -6,7 +6,7 @@ from importlib import metadata as _metadata
 
 from daskopt.api import DistributedStudy, from_study, optimize
 from daskopt.errors import ChannelUnreachable, ClusterError, DaskoptError, ObjectiveError, SchedulerLost, SpecError
-from daskopt.settings import Dashboard, Failures, Resources, Timeout, Tracking, TrialOptions
+from daskopt.settings import Dashboard, Elastic, Failures, Resources, Timeout, Tracking, TrialOptions
 from daskopt.trial.handle import TrialHandle
 
 try:  # the version lives in pyproject.toml only
@@ -20,6 +20,7 @@ __all__ = [
     "Dashboard",
     "DaskoptError",
     "DistributedStudy",
+    "Elastic",
     "Failures",
     "ObjectiveError",
     "Resources",

@@ -18,9 +18,19 @@ from daskopt.arguments import check_callbacks, check_catch, check_optimize_argum
 from daskopt.engine.config import Callback, EngineConfig, ServiceStarter
 from daskopt.engine.loop import Engine
 from daskopt.engine.repeats import expand_repeats
-from daskopt.engine.slots import check_resources, cluster_slots
+from daskopt.engine.slots import check_elastic, check_resources, cluster_slots, elastic_slots
 from daskopt.schedulers.base import Scheduler, check_scheduler
-from daskopt.settings import Dashboard, Failures, Resources, Timeout, Tracking, TrialOptions, coerce, coerce_timeout
+from daskopt.settings import (
+    Dashboard,
+    Elastic,
+    Failures,
+    Resources,
+    Timeout,
+    Tracking,
+    TrialOptions,
+    coerce,
+    coerce_timeout,
+)
 from daskopt.tracking import study_loggers, tracking_settings, warm_up
 
 Objective = Callable[[Any], Any]
@@ -46,6 +56,7 @@ def optimize(
     services: Iterable[ServiceStarter] = (),
     channel: Literal["auto", "direct", "relay"] = "auto",
     scheduler: Scheduler | None = None,
+    elastic: Elastic | Mapping[str, Any] | None = None,
 ) -> optuna.Study:
     """Run ``objective`` on a Dask cluster, each trial a Dask task, and return ``study``.
 
@@ -85,6 +96,8 @@ def optimize(
         scheduler: a trial scheduler that pauses, resumes and clones trials (:mod:`daskopt.schedulers`:
             promotion-type ASHA and Hyperband, PBT, PB2); it decides instead of the study's pruner and
             needs trials that checkpoint, and a ``checkpoint_dir``.
+        elastic: :class:`~daskopt.Elastic`: trials whose replicas (``GPU_SLOT`` units of one worker) change
+            while they run, by their measured goodput; a resize is a restart from a checkpoint.
     """
     check_optimize_arguments(locals())
     catch_types, callbacks = check_catch(catch), check_callbacks(callbacks)
@@ -92,6 +105,7 @@ def optimize(
     failures_, resources_ = coerce("failures", failures), coerce("resources", resources)
     tracking_, trials_ = coerce("tracking", tracking), coerce("trials", trials)
     board = Dashboard.coerce(dashboard)
+    elastic_ = Elastic.coerce(elastic)
     trial_tracking = tracking_settings(study.study_name, wandb=tracking_.wandb, output_dir=tracking_.output_dir)
     warm_up(trial_tracking)  # W&B's start-up in this process, while the cluster starts and the call sets up
     starters = tuple(services)
@@ -106,10 +120,16 @@ def optimize(
     )
     checkpoint = tracking_.checkpoint_dir
     check_scheduler(scheduler, study, None if checkpoint is None else str(checkpoint), "daskopt.optimize")
+    if elastic_ is not None:
+        objective = check_elastic(elastic_, objective, resources_, scheduler, checkpoint)
     with _client_for(client) as active:
         warm_up(trial_tracking, active)  # and in the workers, before their first trial needs it
-        slots = n_concurrent or cluster_slots(active, resources=request)  # waits for a first worker
-        check_resources(active, request)
+        if elastic_ is not None:
+            capacity = elastic_slots(active)  # waits for a first worker
+            slots = n_concurrent or max(1, capacity[0] // elastic_.min_replicas)
+        else:
+            slots = n_concurrent or cluster_slots(active, resources=request)  # waits for a first worker
+            check_resources(active, request)
         config = EngineConfig(
             n_concurrent=slots,
             n_trials=n_trials,
@@ -127,6 +147,8 @@ def optimize(
             services=starters,
             channel=channel,
             scheduler=scheduler,
+            elastic=elastic_,
+            elastic_slots=capacity if elastic_ is not None else (0, 0),
         )
         expand_repeats(study, trials_.repeats, trials_.seed_base)
         _run(Engine(study, objective, active, config))

@@ -218,6 +218,75 @@ class TrialOptions:
         check_seconds("chain_below_s", self.chain_below_s, zero=True, where=where)
 
 
+LR_RULES = ("adascale", "linear", "sqrt", "none")
+
+
+@dataclass(frozen=True)
+class Elastic:
+    """Elastic trials: each trial's replicas (``GPU_SLOT`` units of one worker) change while it runs.
+
+    The loop's allocator (:mod:`daskopt.elastic`) reassigns slots among running and waiting trials by
+    their goodput, measured inside each trial (``trial.profile``); a change is a checkpoint at a report
+    and a restart at the new size from it, so the trial stays one Optuna trial. The trial reads its size,
+    total batch and learning-rate factor from ``trial.elastic`` (docs/gpu.md, "Elastic trials").
+
+    Args:
+        min_replicas / max_replicas: the replicas a trial may have; ``max_replicas`` is also capped by the
+            largest worker's ``GPU_SLOT``.
+        initial_batch: the total batch the trial's hyperparameters were tuned for (``M0``); with it the batch
+            follows the allocation (up to ``max_batch`` and ``max_per_replica_batch`` per replica) where the
+            measured gradient noise scale says a larger one pays; without it the batch is the objective's own.
+        max_batch / max_per_replica_batch: limits of the total and the per-replica batch.
+        lr_rule: how the learning rate follows the batch ``M``: ``adascale`` (the gain
+            ``(φ/M0 + 1) / (φ/M + 1)`` with the measured noise scale ``φ``), ``linear`` (``M / M0``), ``sqrt``
+            (``sqrt(M / M0)``) or ``none``; read it as ``trial.elastic.lr_scale``.
+        restart_s: what a resize costs a trial before one is measured (then the measured mean is used):
+            a grow is made only where it saves more of the trial's remaining time than this.
+        min_interval_s: the shortest time between two resizes of one trial.
+    """
+
+    min_replicas: int = 1
+    max_replicas: int = 8
+    initial_batch: int | None = None
+    max_batch: int | None = None
+    max_per_replica_batch: int | None = None
+    lr_rule: str = "sqrt"
+    restart_s: float = 10.0
+    min_interval_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        where = "daskopt.Elastic"
+        check_int("min_replicas", self.min_replicas, 1, where=where)
+        check_int("max_replicas", self.max_replicas, 1, where=where)
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"{where}: max_replicas must be >= min_replicas ({self.min_replicas}), got {self.max_replicas}"
+            )
+        for name in ("initial_batch", "max_batch", "max_per_replica_batch"):
+            check_int(name, getattr(self, name), 1, optional=True, where=where)
+        if self.max_batch is not None and self.initial_batch is not None and self.max_batch < self.initial_batch:
+            raise ValueError(
+                f"{where}: max_batch must be >= initial_batch ({self.initial_batch}), got {self.max_batch}"
+            )
+        if self.lr_rule not in LR_RULES:
+            raise ValueError(f"{where}: lr_rule must be one of {', '.join(LR_RULES)}, got {self.lr_rule!r}")
+        check_seconds("restart_s", self.restart_s, zero=True, where=where)
+        check_seconds("min_interval_s", self.min_interval_s, zero=True, where=where)
+
+    @classmethod
+    def coerce(cls, value: Elastic | Mapping[str, Any] | None) -> Elastic | None:
+        """``optimize(elastic=...)``: ``None`` (fixed-size trials), a dict of the fields, or the object."""
+        if value is None or isinstance(value, cls):
+            return value
+        if isinstance(value, Mapping):
+            known = {f.name for f in fields(cls)}
+            unknown = sorted(set(value) - known)
+            if unknown:
+                raise TypeError(f"daskopt.Elastic: unknown field(s) {unknown}; valid: {', '.join(sorted(known))}")
+            return cls(**value)
+        raise TypeError(f"daskopt.optimize: elastic must be a daskopt.Elastic (or a dict of its fields), got {value!r}")
+
+
 SETTINGS_TYPES = {"failures": Failures, "resources": Resources, "tracking": Tracking, "trials": TrialOptions}
 
 
@@ -246,4 +315,14 @@ def coerce_timeout(value: Timeout | float | None) -> Timeout | None:
     return Timeout(float(value))
 
 
-__all__ = ["Dashboard", "Failures", "Resources", "Timeout", "TrialOptions", "Tracking", "coerce", "coerce_timeout"]
+__all__ = [
+    "Dashboard",
+    "Elastic",
+    "Failures",
+    "Resources",
+    "Timeout",
+    "TrialOptions",
+    "Tracking",
+    "coerce",
+    "coerce_timeout",
+]

@@ -33,12 +33,13 @@ def test_the_signature_line_and_the_table_list_the_arguments_of_optimize():
 
 
 def test_optimize_keeps_a_small_signature():
-    # Optuna's own arguments and the settings objects, + dashboard, + scheduler (a decider beside the pruner)
-    assert len(inspect.signature(daskopt.optimize).parameters) <= 12 + len(SETTINGS_TYPES) + 2
+    # Optuna's own arguments and the settings objects, + dashboard, + scheduler (a decider beside the pruner),
+    # + elastic (a settings object that is off unless given)
+    assert len(inspect.signature(daskopt.optimize).parameters) <= 12 + len(SETTINGS_TYPES) + 3
 
 
 @pytest.mark.parametrize(
-    "cls", [*SETTINGS_TYPES.values(), daskopt.Dashboard, daskopt.Timeout], ids=lambda c: c.__name__
+    "cls", [*SETTINGS_TYPES.values(), daskopt.Dashboard, daskopt.Elastic, daskopt.Timeout], ids=lambda c: c.__name__
 )
 def test_each_settings_object_is_documented_with_its_fields_and_defaults(cls):
     if cls is daskopt.Timeout:

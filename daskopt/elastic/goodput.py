@@ -98,6 +98,10 @@ class GradientNoiseScale:
         self._grad_sq = grad_sq if self._grad_sq is None else s * self._grad_sq + (1 - s) * grad_sq
         self._trace = trace if self._trace is None else s * self._trace + (1 - s) * trace
 
+    def assume(self, noise_scale: float) -> None:
+        """Take ``φ`` as measured elsewhere (a trial smooths its own estimate and sends the value)."""
+        self._grad_sq, self._trace = 1.0, float(noise_scale)
+
     @property
     def value(self) -> float | None:
         """``φ`` in examples, or ``None`` before a usable estimate (an estimate at or below 0 is noise)."""

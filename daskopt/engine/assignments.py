@@ -14,6 +14,7 @@ import optuna
 from optuna.distributions import distribution_to_json
 
 from daskopt.attributes import checkpoint_key
+from daskopt.elastic.placement import Placement
 from daskopt.engine.config import EngineConfig
 from daskopt.engine.state import TrialRun
 from daskopt.optuna_access import trial_id
@@ -33,8 +34,9 @@ class Assignments:
         self._study = study_facts(study)  # read once: trial.study answers from it
         self._config = config
 
-    def for_run(self, run: TrialRun, has_objective: bool) -> events.Assignment:
-        """``run``'s assignment; the objective travels only to a process that does not have it yet."""
+    def for_run(self, run: TrialRun, has_objective: bool, placement: Placement | None = None) -> events.Assignment:
+        """``run``'s assignment; the objective travels only to a process that does not have it yet. An elastic
+        trial's task holds its replicas' slots for one trial only: it never chains."""
         config, start = self._config, run.trial.datetime_start
         root = config.checkpoint_root
         return events.Assignment(
@@ -47,11 +49,12 @@ class Assignments:
             report_last_n=config.trials.report_last_n,
             prune_enabled=run.prune_enabled,
             heartbeat_s=config.failures.heartbeat_s,
-            chain_below_s=config.trials.chain_below_s,
+            chain_below_s=config.trials.chain_below_s if placement is None else 0.0,
             tracking=config.tracking,
             checkpoint_dir=None if root is None else f"{root}/trial-{checkpoint_key(run.number, run.user_attrs)}",
             restore=None if root is None or run.restore is None else [f"{root}/trial-{run.restore[0]}", run.restore[1]],
             keep_every=None if config.scheduler is None else config.scheduler.keep_every,
+            elastic=None if placement is None else placement.to_wire(),
             joint={name: [v.distribution_json, v.value] for name, v in run.joint.items()},
             objective=None if has_objective else self.objective_bytes,
             trial_id=trial_id(run.trial),

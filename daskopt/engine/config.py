@@ -10,7 +10,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 
 from daskopt.schedulers.base import Scheduler
-from daskopt.settings import Failures, Timeout, TrialOptions
+from daskopt.settings import Elastic, Failures, Timeout, TrialOptions
 from daskopt.tracking.base import StudyLogger
 
 if TYPE_CHECKING:
@@ -54,6 +54,8 @@ class EngineConfig:
     study_logger: StudyLogger | None = None  # driver-side hooks, see daskopt.tracking.base.StudyLogger
     services: Sequence[ServiceStarter] = ()
     scheduler: Scheduler | None = None  # decides instead of the study's pruner (daskopt.schedulers)
+    elastic: Elastic | None = None  # elastic trials: replicas that change while they run (engine/elastic.py)
+    elastic_slots: tuple[int, int] = (0, 0)  # the cluster's GPU_SLOT total, and the most one worker offers
     channel: str = "auto"  # the trial channel: "auto", "direct" or "relay" (engine/trial_channel.py)
     # engine knobs that are not user settings (tests and benchmarks set them)
     restart_hung_workers: bool = True

@@ -34,6 +34,7 @@ from daskopt.engine.assignments import Assignments
 from daskopt.engine.channel import Connection
 from daskopt.engine.config import EngineConfig
 from daskopt.engine.define_by_run import DefineByRun, joint_sample
+from daskopt.engine.elastic import ElasticTrials
 from daskopt.engine.messages import FAIL_RUNNING, TrialMessages
 from daskopt.engine.movable import Movable
 from daskopt.engine.progress import Progress
@@ -101,6 +102,7 @@ class Engine(TrialMessages):
         self._deadline = time.monotonic() + config.timeout.seconds if config.timeout else None
         self._study_logger = config.study_logger or StudyLogger()
         self._movable = Movable(study, config.scheduler)  # paused trials, and the scheduler deciding on them
+        self._elastic = ElasticTrials(config.elastic, *config.elastic_slots) if config.elastic else None
 
     # ------------------------------------------------------------------------------- lifecycle
     async def run(self) -> None:
@@ -175,6 +177,8 @@ class Engine(TrialMessages):
             self._cancel_running(reason, requeue=self._requeue_cut)
             while self._ready:
                 self._end_unstarted(self._ready.popleft())
+            for run, _ in list(self._elastic.starting.values()) if self._elastic else ():
+                self._end_unstarted(run)
             self._movable.end(self._requeue_cut, self._end_paused, self._requeue_paused)
         self._fill()
 
@@ -199,7 +203,11 @@ class Engine(TrialMessages):
             return self._asking + len(self._ready)  # asked trials still run
         if self.config.n_trials is None:
             return math.inf
-        return self.config.n_trials - self.counts.finished - len(self.running) - len(self._movable.suspended)
+        return self.config.n_trials - self.counts.finished - self._active() - len(self._movable.suspended)
+
+    def _active(self) -> int:
+        """Trials running, and elastic trials between two tasks (starting, or restarting at a new size)."""
+        return len(self.running) + (self._elastic.in_flight if self._elastic else 0)
 
     def _fill(self) -> None:
         """Ask while a slot is free, hand ready trials to waiting tasks, keep tasks queued ahead.
@@ -236,19 +244,29 @@ class Engine(TrialMessages):
         if self._stopping is None:
             while (
                 self._asking + len(self._ready) < self._unstarted()
-                and len(self.running) + self._asking + len(self._ready) < n + ahead
+                and self._active() + self._asking + len(self._ready) < n + ahead
             ):
                 self._start_ask()
-        self._assign_ready()
         unstarted = self._unstarted()
-        if unstarted <= 0:
+        if self._elastic is not None:  # each trial gets a task of its own size; none are kept ahead
+            self._elastic.place(self._ready, self.running, self._start_sized, self._asking)
             while self._waiting:
                 self._waiting.popleft().send([events.STOP])
-        desired = min(LOOKAHEAD * n, len(self.running) + unstarted)
-        if desired > self._pool.outstanding:
-            self._pool.submit(int(desired - self._pool.outstanding))
-        if not self.running and unstarted <= 0 and not self._asking and not self._done.done():
+        else:
+            self._assign_ready()
+            if unstarted <= 0:
+                while self._waiting:
+                    self._waiting.popleft().send([events.STOP])
+            desired = min(LOOKAHEAD * n, len(self.running) + unstarted)
+            if desired > self._pool.outstanding:
+                self._pool.submit(int(desired - self._pool.outstanding))
+        if not self._active() and unstarted <= 0 and not self._asking and not self._done.done():
             self._done.set_result(None)
+
+    def _start_sized(self, run: TrialRun, replicas: int) -> None:
+        """An elastic trial gets a task holding ``replicas`` slots; it is assigned when the task says HELLO."""
+        assert self._elastic is not None
+        self._elastic.submitted(self._pool.submit_sized(replicas), run, replicas)
 
     def _start_ask(self) -> None:
         self._asking += 1
@@ -293,7 +311,7 @@ class Engine(TrialMessages):
                 continue
             self._assign(conn, self._ready.popleft())
 
-    def _assign(self, conn: Connection, run: TrialRun) -> None:
+    def _assign(self, conn: Connection, run: TrialRun, replicas: int | None = None) -> None:
         state: TaskState = conn.state
         state.run = run
         run.conn = conn
@@ -302,7 +320,11 @@ class Engine(TrialMessages):
         run.timeline_key = run.number if run.segments == 0 else (run.number, run.segments)
         run.segments += 1
         self.timeline[run.timeline_key] = TimelineEntry(run.number, state.worker, time.time())
-        assignment = self._assignments.for_run(run, state.has_objective)
+        placement = None
+        if self._elastic is not None and replicas is not None:
+            placement = self._elastic.placement(run, replicas)
+            self._elastic.began(run, replicas)
+        assignment = self._assignments.for_run(run, state.has_objective, placement)
         conn.send([events.ASSIGN, assignment.to_wire()])
         self._study_logger.trial_started(self.study, run.number, run.params, run.worker)
 
@@ -321,6 +343,8 @@ class Engine(TrialMessages):
             return
         run.finished = True
         self.running.pop(run.number, None)
+        if self._elastic is not None:
+            self._elastic.ended(run, replaced=retry)
         if state != TrialState.FAIL and run.conn is not None:  # ran to its end (or pruned): a duration
             took = time.monotonic() - run.started
             self._trial_s = took if self._trial_s is None else self._trial_s + 0.2 * (took - self._trial_s)
@@ -386,6 +410,9 @@ class Engine(TrialMessages):
     def _on_task_done(self, task_id: int, future: Future) -> None:
         greeted = task_id in self._greeted
         self._greeted.discard(task_id)
+        unstarted = self._elastic.task_lost(task_id) if self._elastic else None
+        if unstarted is not None:  # its trial waits for another task (a restart keeps its checkpoint)
+            (self._end_unstarted if self._hard_stop else self._ready.appendleft)(unstarted)
         if future.status == "error" and self._stopping is None:
             logger.debug("daskopt: task %d ended with %s", task_id, future.exception())
         elif future.status == "finished" and not greeted and self._stopping is None:

@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 from daskopt import attributes, optuna_access
 from daskopt.engine.channel import Connection
 from daskopt.engine.define_by_run import DefineByRun
+from daskopt.engine.elastic import ElasticTrials
 from daskopt.engine.movable import Movable
 from daskopt.engine.progress import Progress
 from daskopt.engine.pruning import PruneDecider
@@ -53,12 +54,15 @@ class TrialMessages:
         _error: ObjectiveError | SchedulerLost | ChannelUnreachable | None
         _stopping: str | None
         _movable: Movable
+        _elastic: ElasticTrials | None
         _pruning: PruneDecider
         _define_by_run: DefineByRun
         _watchdog: Watchdog
         _progress: Progress
 
         def _fill(self) -> None: ...
+        def _assign(self, conn: Connection, run: TrialRun, replicas: int | None = None) -> None: ...
+        def _start_sized(self, run: TrialRun, replicas: int) -> None: ...
         def _stop(self, reason: str, running: str = ...) -> None: ...
         def _requeue(self, run: TrialRun, reason: str, attempt: int) -> None: ...
         def _lost(self, run: TrialRun, why: str) -> None: ...
@@ -99,6 +103,8 @@ class TrialMessages:
         kind = message[0]
         if kind == events.REPORT:
             self._on_report(run, message[1], message[2])
+            if self._elastic is not None:
+                self._elastic.heard(run)
         elif kind == events.PRUNE:
             self._on_prune(run, message[1])
         elif kind == events.SUGGEST:
@@ -113,6 +119,9 @@ class TrialMessages:
             run.checkpoint_step = int(message[1])
         elif kind == events.RESTORED:
             self._movable.restored(run, int(message[1]))
+        elif kind == events.PROFILE and self._elastic is not None:
+            self._elastic.profile(run, *message[1:6])
+            self._elastic.heard(run)
         elif kind == events.WARN and message[1] not in self._warned:  # e.g. a range the file and code disagree on
             self._warned.add(message[1])
             logger.warning("daskopt: %s", message[2])
@@ -127,7 +136,11 @@ class TrialMessages:
             return
         conn.state = TaskState(task_id=message[2], worker=message[4], pid=message[5], has_objective=bool(message[3]))
         self._greeted.add(message[2])
-        self._waiting.append(conn)
+        sized = self._elastic.task_started(message[2]) if self._elastic else None
+        if sized is not None:  # a task submitted for one elastic trial, holding its replicas' slots
+            self._assign(conn, *sized)
+        else:
+            self._waiting.append(conn)
         self._fill()
 
     def _on_report(self, run: TrialRun, step: int, value: float) -> None:
@@ -159,6 +172,9 @@ class TrialMessages:
                     continue
             else:
                 prune = run.prune_enabled and self._pruning.should_prune(run.trial)
+                if not prune and self._elastic is not None and self._elastic.resize_due(run):
+                    run.conn.send([events.DECISION, run.prune_request, True, events.SUSPEND])  # to restart resized
+                    continue
             run.conn.send([events.DECISION, run.prune_request, prune])
         self._to_decide.clear()
 
@@ -171,7 +187,9 @@ class TrialMessages:
             run.trial.set_user_attr(key, value)
 
     def _on_finish(self, run: TrialRun, state: str, values: list[float] | None, error: Any) -> None:
-        if state == events.SUSPENDED and run.checkpoint_step is not None:
+        if state == events.SUSPENDED and self._elastic is not None and self._elastic.resizing.get(run.number):
+            self._restart(run)
+        elif state == events.SUSPENDED and run.checkpoint_step is not None:
             self._suspend(run)
         elif state == events.PRUNED and self._movable.clone(run) is not None:
             self._exploit(run)
@@ -194,14 +212,27 @@ class TrialMessages:
         return any(events.qualified_name(cls) in names for cls in self.config.catch)
 
     # ------------------------------------------------------------------------ paused trials
-    def _suspend(self, run: TrialRun) -> None:
-        """A scheduler paused ``run`` and its objective stopped: the slot is free, the trial stays RUNNING."""
+    def _restart(self, run: TrialRun) -> None:
+        """An elastic trial stopped at its checkpoint to change size: at once on a task of the new size."""
+        assert self._elastic is not None
+        self._leave_task(run, "RESIZED")
+        replicas = self._elastic.restarting(run)
+        assert replicas is not None
+        self._start_sized(run, replicas)
+
+    def _leave_task(self, run: TrialRun, state: str) -> None:
+        """``run``'s objective stopped without an outcome: its slot is free, its timeline stretch ends."""
         self.running.pop(run.number, None)
         entry = self.timeline.get(run.timeline_key) if run.timeline_key is not None else None
         if entry is not None:
-            entry.ended, entry.state = time.time(), "SUSPENDED"
+            entry.ended, entry.state = time.time(), state
         if run.conn is not None and isinstance(run.conn.state, TaskState):
             run.conn.state.run = None
+        run.conn = None
+
+    def _suspend(self, run: TrialRun) -> None:
+        """A scheduler paused ``run`` and its objective stopped: the slot is free, the trial stays RUNNING."""
+        self._leave_task(run, "SUSPENDED")
         self._movable.suspend(run)
         self._progress.update(self.counts, len(self.running))
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from distributed import Client
 
 from daskopt.errors import ClusterError
+from daskopt.gpu.trial import GPU_RESOURCE
+
+if TYPE_CHECKING:
+    from daskopt.settings import Elastic, Resources
 
 
 def cluster_slots(client: Client, wait_s: float = 60.0, resources: dict[str, float] | None = None) -> int:
@@ -50,3 +55,40 @@ def check_resources(client: Client, resources: dict[str, float] | None) -> None:
                 f"trials request resource {name}={amount}, but no worker offers that much (largest: {best}); "
                 f"start workers with `--resources {name}=...` or lower the request"
             )
+
+
+def elastic_slots(client: Client, wait_s: float = 60.0) -> tuple[int, int]:
+    """The ``GPU_SLOT`` units the workers offer for elastic trials: the total, and the most on one worker
+    (one trial's replicas share a worker). Waits up to ``wait_s`` for a first worker."""
+    if not client.nthreads():
+        cluster_slots(client, wait_s)  # waits, or says there is no worker
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    offered = [int(worker.get("resources", {}).get(GPU_RESOURCE, 0)) for worker in workers]
+    if not any(offered):
+        raise ClusterError(
+            f"elastic trials take {GPU_RESOURCE} units as replicas, but no worker offers any; start workers with "
+            f"`--resources {GPU_RESOURCE}=<replicas it can run>` (one per GPU), or use local-cuda"
+        )
+    return sum(offered), max(offered)
+
+
+def check_elastic(
+    elastic: Elastic, objective: Callable[[Any], Any], resources: Resources, scheduler: Any, checkpoint_dir: Any
+) -> Callable[[Any], Any]:
+    """Refuse settings elastic trials cannot run with; return the objective, wrapped to take each stretch's
+    GPUs (:class:`daskopt.gpu.GpuObjective` reads ``trial.elastic.replicas``)."""
+    where = "daskopt.optimize"
+    if scheduler is not None:
+        raise ValueError(f"{where}: elastic trials and a scheduler cannot be combined yet; pass one of them")
+    if resources.gpus_per_trial is not None:
+        raise ValueError(
+            f"{where}: elastic trials size themselves between min_replicas and max_replicas; drop gpus_per_trial"
+        )
+    if checkpoint_dir is None:
+        raise ValueError(
+            f"{where}: elastic trials resize by restarting from a checkpoint: pass "
+            "tracking=Tracking(checkpoint_dir=...) (a folder all workers reach)"
+        )
+    from daskopt.gpu import GpuObjective
+
+    return GpuObjective(objective, gpus_per_trial=elastic.min_replicas, memory_fraction=resources.gpu_memory_fraction)

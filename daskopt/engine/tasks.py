@@ -15,6 +15,7 @@ from typing import Any
 
 from distributed import Client, Future
 
+from daskopt.gpu.trial import GPU_RESOURCE
 from daskopt.trial.task import run_trial_task
 
 
@@ -67,6 +68,27 @@ class TaskPool:
         for task_id, future in zip(ids, futures, strict=True):
             self.futures[task_id] = future
             future.add_done_callback(lambda f, i=task_id: self._notify(i, f))
+
+    def submit_sized(self, slots: int) -> int:
+        """Submit one task that holds ``GPU_SLOT = slots`` (an elastic trial's stretch); returns its id. The
+        loop assigns it the trial it was submitted for when it says HELLO (:mod:`daskopt.engine.elastic`)."""
+        task_id = next(self._ids)
+        resources = {**(self._resources or {}), GPU_RESOURCE: slots}
+        future = self._client.submit(
+            run_trial_task,
+            self._address,
+            self._token,
+            task_id,
+            self._digest,
+            self._route,
+            key=f"{self._prefix}-{task_id}",
+            pure=False,
+            resources=resources,
+            **self._options,
+        )
+        self.futures[task_id] = future
+        future.add_done_callback(lambda f, i=task_id: self._notify(i, f))
+        return task_id
 
     def _notify(self, task_id: int, future: Future) -> None:
         """On the Dask client's thread: hand the completion to the engine loop, if it still runs."""

@@ -181,29 +181,32 @@ class GpuObjective:
         )
 
     def __call__(self, trial: Any) -> Any:
-        assignment = self._assign()
+        placement = getattr(trial, "elastic", None)  # an elastic trial's stretch says how many GPUs it holds
+        count = placement.replicas if placement is not None else self.gpus_per_trial
+        pooled = count > 1 or placement is not None  # elastic: each slot is one GPU, even for one replica
+        assignment = self._assign(count, pooled)
         token = _current.set(assignment)
         try:
-            if self.gpus_per_trial == 1 and not self.starts_processes:
+            if not pooled and not self.starts_processes:
                 if self.memory_fraction is not None and not any(name in os.environ for name in ALLOC_ENVS):
                     os.environ["PYTORCH_CUDA_ALLOC_CONF"] = ALLOC_DEFAULT  # read at the first CUDA allocation
                 cap_memory(assignment.process_fraction, 0)
             return self.objective(trial)
         finally:
             _current.reset(token)
-            if self.gpus_per_trial > 1:
+            if pooled:
                 _pool.release(assignment.ordinals)
 
-    def _assign(self) -> GpuAssignment:
+    def _assign(self, count: int, pooled: bool) -> GpuAssignment:
         slots, threads = _worker_slots()
         # without CUDA_VISIBLE_DEVICES and without torch to count GPUs, number them from the slots
-        visible = visible_devices() or [str(i) for i in range(max(int(slots), self.gpus_per_trial))]
-        if self.gpus_per_trial == 1:
+        visible = visible_devices() or [str(i) for i in range(max(int(slots), count))]
+        if not pooled:
             # k trials share the process's GPU when the worker offers GPU_SLOT = k (threads packing); a
             # worker that offers no slots runs as many trials as it has threads, all on its first GPU
             sharing = max(1, min(int(slots), threads) if slots else threads)
             return GpuAssignment((visible[0],), (0,), self.memory_fraction, sharing)
         owned = int(slots) if slots else len(visible)
-        ordinals = _pool.acquire(self.gpus_per_trial, min(owned, len(visible)))
+        ordinals = _pool.acquire(count, min(owned, len(visible)))
         devices = tuple(visible[i] for i in ordinals)
         return GpuAssignment(devices, ordinals, self.memory_fraction, 1)

@@ -28,6 +28,7 @@ import cloudpickle
 import optuna
 
 REPORT_FD_ENV = "DASKOPT_LAUNCH_REPORT_FD"
+TRIAL_ENV = "DASKOPT_LAUNCH_TRIAL"  # JSON: what a rank needs to act as its trial (LaunchedTrial)
 _POLL_S = 0.05
 _GRACE_S = 5.0
 
@@ -50,8 +51,12 @@ def run_ranks(
         procs: list[subprocess.Popen[bytes]] = []
         try:
             path = os.pathsep.join(p for p in sys.path if p)  # the ranks import what this process can
+            facts = getattr(trial, "_launch_facts", None)
+            shared = {"PYTHONPATH": path, REPORT_FD_ENV: str(write_fd)}
+            if facts is not None:
+                shared[TRIAL_ENV] = json.dumps(facts(), default=str)
             for rank, env in enumerate(envs):
-                child_env = {**os.environ, **env, "PYTHONPATH": path, REPORT_FD_ENV: str(write_fd)}
+                child_env = {**os.environ, **env, **shared}
                 command = [sys.executable, "-m", "daskopt.integrations._launch", str(folder), str(rank)]
                 procs.append(subprocess.Popen(command, env=child_env, pass_fds=(write_fd,), stdin=subprocess.DEVNULL))
             os.close(write_fd)
@@ -95,10 +100,21 @@ def _wait(
 
 
 def _forward(line: bytes, trial: optuna.trial.BaseTrial | None) -> None:
+    """One message of rank 0, in order: a report, a completed checkpoint, a profile (elastic trials)."""
     if not line.strip() or trial is None:
         return
     message = json.loads(line)
-    trial.report(message["value"], message["step"])
+    if "checkpoint" in message:
+        checkpointed = getattr(trial, "_checkpointed", None)
+        if checkpointed is not None:
+            checkpointed(message["checkpoint"])
+    elif "profile" in message:
+        profile = getattr(trial, "profile", None)
+        if profile is not None:
+            seconds, options = message["profile"]
+            profile(seconds, **options)
+    else:
+        trial.report(message["value"], message["step"])
 
 
 def _first_failure(procs: list[subprocess.Popen[bytes]], folder: Path) -> str:
@@ -147,10 +163,15 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 # ---------------------------------------------------------------------------------------- child side
 def send_report(value: float, step: int) -> None:
+    send({"step": step, "value": value})
+
+
+def send(message: dict[str, Any]) -> None:
+    """To the launching trial, through the pipe (one line, written whole: under ``PIPE_BUF`` it is atomic)."""
     fd = os.environ.get(REPORT_FD_ENV)
     if fd is None:
         raise RuntimeError("report() works in processes started by daskopt.integrations.torch.launch only")
-    os.write(int(fd), (json.dumps({"step": step, "value": value}) + "\n").encode())
+    os.write(int(fd), (json.dumps(message) + "\n").encode())
 
 
 def _die_with_parent() -> None:

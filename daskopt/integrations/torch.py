@@ -290,6 +290,16 @@ def launch(
     return run_ranks(fn, tuple(args), envs, trial=trial, backend=backend, init=init_process_group, timeout=timeout)
 
 
+def launched_trial() -> Any:
+    """In a process started by :func:`launch` with ``trial=``: the trial as this rank sees it
+    (:class:`daskopt.integrations.launched.LaunchedTrial`): its parameters, ``elastic`` placement,
+    checkpoints (rank 0 writes them; :func:`save_checkpoint` and :func:`restore_checkpoint` accept it), reports
+    and ``profile`` for the elastic allocator."""
+    from daskopt.integrations.launched import launched_trial as current
+
+    return current()
+
+
 def report(value: float, step: int) -> None:
     """In a process started by :func:`launch` with ``trial=``: report ``value`` at ``step`` to the trial.
 

@@ -17,6 +17,9 @@ Trial -> loop
     ``[WARN, key, text]``                                      fire-and-forget: the loop warns once per key
     ``[CHECKPOINT, step]``                                     fire-and-forget: step's checkpoint is complete
     ``[RESTORED, step]``                                       started from its newest checkpoint, of ``step``
+    ``[PROFILE, replicas, batch, seconds, noise, remaining]``  fire-and-forget (elastic trials): seconds per
+                                                               step at ``replicas`` and total ``batch``, the
+                                                               gradient noise scale, steps left (or None)
 
 Loop -> trial
     ``[ASSIGN, assignment_dict]``     the trial to run (see :class:`Assignment`)
@@ -47,6 +50,7 @@ PROBE = 9
 WARN = 16
 CHECKPOINT = 17
 RESTORED = 18
+PROFILE = 19
 
 ASSIGN = 10
 STOP = 11
@@ -105,6 +109,7 @@ class Assignment:
     joint: dict[str, list[Any]] = field(default_factory=dict)  # name -> [distribution_json, value]
     restore: list[Any] | None = None  # [checkpoint folder, step or None]: where it starts (trial/checkpoints.py)
     keep_every: int | None = None  # checkpoints at these decision steps are kept a while for clones (PBT)
+    elastic: list[Any] | None = None  # [replicas, total batch or None, lr scale]: an elastic trial's stretch
     tracking: dict[str, Any] | None = None  # plain logger settings (daskopt.tracking.trial_loggers)
     objective: bytes | None = field(default=None, repr=False)
     trial_id: int = -1  # the storage's id of the trial (``trial._trial_id``, for storage calls on this trial)

@@ -42,6 +42,7 @@ from optuna.distributions import (
 )
 from optuna.trial import BaseTrial
 
+from daskopt.elastic.placement import Placement
 from daskopt.optuna_access import contains
 from daskopt.protocol import events
 from daskopt.protocol.framing import ChannelClosed
@@ -76,6 +77,7 @@ class TrialHandle(BaseTrial):
         self._next_request = 0
         self.cancelled: str | None = None
         self.stop_action: str | None = None  # SUSPEND or EXPLOIT: a scheduler's prune that does not end the trial
+        self._elastic = Placement.from_wire(assignment.elastic)
         self._restore = checkpoints.resolve(assignment.restore)  # fails the trial at once if it is missing
         if self._restore is not None and assignment.restore and assignment.restore[1] is None:
             conn.send([events.RESTORED, self._restore[1]])  # the newest one: the loop carries the reports to it
@@ -364,6 +366,62 @@ class TrialHandle(BaseTrial):
     def resume_step(self) -> int | None:
         """The step of the checkpoint this trial starts from (continue at the next one), or ``None``."""
         return None if self._restore is None else self._restore[1]
+
+    # --------------------------------------------------------------------------- elastic trials
+    @property
+    def elastic(self) -> Placement | None:
+        """An elastic trial's replicas, total batch and learning-rate factor for this stretch (``None``
+        outside elastic studies): run ``elastic.replicas`` processes (``launch`` does by default), split
+        ``elastic.batch_size`` among them, scale the learning rate by ``elastic.lr_scale``."""
+        return self._elastic
+
+    def profile(
+        self,
+        seconds_per_step: float,
+        *,
+        batch: int | None = None,
+        noise_scale: float | None = None,
+        remaining_steps: int | None = None,
+    ) -> None:
+        """Tell the elastic allocator how fast this trial trains: the mean seconds of one optimisation step
+        at its current replicas and total ``batch`` (default: ``elastic.batch_size``), the gradient noise
+        scale if measured (``integrations.torch.NoiseScaleMeter``) and the steps it has left, if known.
+        Outside an elastic study this does nothing."""
+        if self._elastic is None or self.cancelled is not None:
+            return
+        if not (isinstance(seconds_per_step, (int, float)) and seconds_per_step > 0):
+            raise ValueError(f"profile() seconds_per_step must be a positive number, got {seconds_per_step!r}")
+        batch = batch if batch is not None else self._elastic.batch_size
+        if batch is None or batch < 1:
+            raise ValueError("profile() needs the total batch: pass batch= (the study sets no initial_batch)")
+        noise = None if noise_scale is None else float(noise_scale)
+        message: list[Any] = [events.PROFILE, self._elastic.replicas, int(batch), float(seconds_per_step)]
+        message += [noise, None if remaining_steps is None else int(remaining_steps)]
+        try:
+            self._conn.send(message)
+        except ChannelClosed:
+            self.cancelled = "the engine loop is gone"
+
+    def _launch_facts(self) -> dict[str, Any]:
+        """What processes this trial starts (``integrations.torch.launch``) need to act as it: see
+        ``integrations.torch.launched_trial``."""
+        restore = self._restore
+        return {
+            "number": self._number,
+            "params": self.params,
+            "checkpoint_dir": self._assignment.checkpoint_dir,
+            "restore": None if restore is None else [str(restore[0]), restore[1]],
+            "keep_every": self._assignment.keep_every,
+            "elastic": self._assignment.elastic,
+        }
+
+    def _checkpointed(self, step: int) -> None:
+        """A checkpoint of ``step`` was completed by another process of this trial (a launched rank)."""
+        if self.cancelled is None:
+            try:
+                self._conn.send([events.CHECKPOINT, int(step)])
+            except ChannelClosed:
+                self.cancelled = "the engine loop is gone"
 
     @property
     def reported_values(self) -> list[float]:

@@ -1,0 +1,230 @@
+"""Elastic trials in the engine loop: which trial holds how many replica slots, and resizes as restarts.
+
+The loop (:mod:`daskopt.engine.loop`) calls this module at the points where an elastic trial can move:
+
+- at each fill step, :meth:`ElasticTrials.place` runs the allocator (:func:`daskopt.elastic.allocator.plan`)
+  over the trials running and the trials asked but not started. A waiting trial that gets slots is
+  started on a task submitted for it alone, holding ``GPU_SLOT = replicas`` (Dask places it on a worker
+  with that many free); a running trial whose size changes is marked to *resize*;
+- at its next ``should_prune()`` with a checkpoint at its latest report, a resizing trial is answered
+  SUSPEND (:meth:`resize_due`); when its objective has stopped, it is restarted at once on a new task of
+  the new size, from that checkpoint (:meth:`restarted`). It stays the same Optuna trial (RUNNING), with
+  its reports: only the task under it changes. ``user_attrs["replicas"]`` lists ``[from_step, replicas]``;
+- ``PROFILE`` messages feed each trial's goodput model (step times, noise scale, steps left); the first
+  report after a restart measures what restarts cost, which replaces the configured ``restart_s``.
+
+Slots are counted per trial as it *holds* them: a trial keeps its old size until its restart (a shrink
+frees slots only then), a grow takes the new slots when it is decided, so two trials never count on
+the same free slot. Trials whose objective never checkpoints keep the size they started with.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from statistics import fmean
+
+from daskopt import attributes
+from daskopt.elastic.allocator import ElasticTrial, plan
+from daskopt.elastic.goodput import Goodput
+from daskopt.elastic.placement import Placement, lr_scale
+from daskopt.engine.state import TrialRun
+from daskopt.settings import Elastic
+
+logger = logging.getLogger("daskopt")
+
+REPLICAS = "replicas"  # user attribute: [[from_step, replicas], ...] of an elastic trial's stretches
+
+
+class ElasticTrials:
+    """The elastic trials of one call. ``capacity``: the cluster's ``GPU_SLOT`` total; ``largest``: the most
+    one worker offers (a trial's replicas share one worker)."""
+
+    def __init__(self, settings: Elastic, capacity: int, largest: int) -> None:
+        self.settings = settings
+        self.capacity = capacity
+        self.max_replicas = max(settings.min_replicas, min(settings.max_replicas, largest))
+        self.models: dict[int, ElasticTrial] = {}  # by checkpoint key: a retried attempt keeps its model
+        self.held: dict[int, int] = {}  # trial number -> slots it holds now
+        self.size: dict[int, int] = {}  # trial number -> the replicas of its current stretch
+        self.starting: dict[int, tuple[TrialRun, int]] = {}  # task id -> the trial it was submitted for
+        self.resizing: dict[int, int] = {}  # running trial -> the replicas it restarts with
+        self._restart_began: dict[int, float] = {}  # trial -> when its resize was answered
+        self._restart_costs: deque[float] = deque(maxlen=20)
+        self._silent: set[int] = set()  # trials warned about: a resize waits for a checkpoint they never make
+
+    # ------------------------------------------------------------------------------- accounting
+    @property
+    def in_flight(self) -> int:
+        """Trials between two tasks: submitted and not yet started, or stopped for a restart."""
+        return len(self.starting)
+
+    @property
+    def restart_s(self) -> float:
+        return fmean(self._restart_costs) if self._restart_costs else self.settings.restart_s
+
+    def model(self, run: TrialRun) -> ElasticTrial:
+        key = attributes.checkpoint_key(run.number, run.user_attrs)
+        if key not in self.models:
+            settings = self.settings
+            initial = settings.initial_batch or 1
+            goodput = Goodput(
+                initial_batch=initial,
+                max_per_replica_batch=settings.max_per_replica_batch or (settings.max_batch or initial),
+                min_batch=initial,
+                max_batch=settings.max_batch if settings.initial_batch else initial,
+            )
+            self.models[key] = ElasticTrial(
+                run.number, goodput, settings.min_replicas, self.max_replicas, changed_at=time.monotonic()
+            )
+        return self.models[key]
+
+    # ------------------------------------------------------------------------------ the fill step
+    def place(
+        self,
+        ready: deque[TrialRun],
+        running: dict[int, TrialRun],
+        start: Callable[[TrialRun, int], None],
+        asking: int = 0,
+    ) -> None:
+        """Run the allocator: start waiting trials that get slots (``start(run, replicas)``) and mark running
+        trials whose size changes. Trials in flight (starting, restarting) are left as they are, and the
+        ``asking`` trials the sampler is still asking count as waiting ones: the first trial asked does not
+        take every slot only to give them back (a restart) when the next arrives a moment later."""
+        moving = {run.number for run, _ in self.starting.values()} | set(self.resizing)
+        candidates: dict[int, ElasticTrial] = {}
+        for number, run in running.items():
+            if number not in moving and number in self.size:
+                trial = self.model(run)
+                trial.number, trial.replicas = number, self.size[number]
+                candidates[number] = trial
+        waiting = {run.number: run for run in ready}
+        for number, run in waiting.items():
+            trial = self.model(run)
+            trial.number, trial.replicas = number, 0
+            candidates[number] = trial
+        for phantom in range(asking):  # negative numbers: never a trial's
+            candidates[-1 - phantom] = ElasticTrial(
+                -1 - phantom, Goodput(1, 1), self.settings.min_replicas, self.max_replicas, changed_at=-float("inf")
+            )
+        if not candidates:
+            return
+        pinned = sum(slots for number, slots in self.held.items() if number in moving)
+        now = time.monotonic()
+        changes = plan(candidates, self.capacity - pinned, self.restart_s, now, self.settings.min_interval_s)
+        free = self.capacity - sum(self.held.values())
+        for number, replicas in sorted(changes.items(), key=lambda item: item[1] - candidates[item[0]].replicas):
+            trial = candidates[number]
+            if number < 0:
+                continue
+            if number in waiting:
+                if replicas > 0 and replicas <= free:
+                    ready.remove(waiting[number])
+                    free -= replicas
+                    self.held[number] = replicas
+                    start(waiting[number], replicas)
+            elif replicas < trial.replicas:  # a shrink: its slots free when it restarts
+                self.resizing[number] = replicas
+            elif replicas - trial.replicas <= free:  # a grow takes its new slots now
+                free -= replicas - trial.replicas
+                self.held[number] = replicas
+                self.resizing[number] = replicas
+
+    def submitted(self, task_id: int, run: TrialRun, replicas: int) -> None:
+        self.starting[task_id] = (run, replicas)
+
+    def placement(self, run: TrialRun, replicas: int) -> Placement:
+        """What ``run`` gets with ``replicas``: the total batch the goodput model picks and its learning rate."""
+        settings = self.settings
+        if settings.initial_batch is None:
+            return Placement(replicas)
+        goodput = self.model(run).goodput
+        batch = goodput.best(replicas)[1]
+        return Placement(
+            replicas, batch, lr_scale(settings.lr_rule, batch, settings.initial_batch, goodput.noise.value)
+        )
+
+    def began(self, run: TrialRun, replicas: int) -> None:
+        """``run``'s stretch with ``replicas`` was assigned: recorded in its ``replicas`` attribute."""
+        trial = self.model(run)
+        trial.changed_at = time.monotonic()
+        self.size[run.number] = replicas
+        step = 0 if run.checkpoint_step is None else run.checkpoint_step + 1
+        history = list(run.user_attrs.get(REPLICAS, [])) + [[step, replicas]]
+        run.trial.set_user_attr(REPLICAS, history)
+        run.user_attrs[REPLICAS] = history
+
+    def task_started(self, task_id: int) -> tuple[TrialRun, int] | None:
+        """The trial a task that said HELLO was submitted for (``None``: not an elastic task)."""
+        return self.starting.pop(task_id, None)
+
+    def task_lost(self, task_id: int) -> TrialRun | None:
+        """A task ended before it started its trial: the trial waits again (returned), its slots freed."""
+        entry = self.starting.pop(task_id, None)
+        if entry is None:
+            return None
+        run, _ = entry
+        self.held.pop(run.number, None)
+        return run
+
+    # ---------------------------------------------------------------------------------- resizes
+    def resize_due(self, run: TrialRun) -> bool:
+        """Whether ``run`` should stop now to restart at its new size: it has a checkpoint at its latest
+        report (no training is lost). One that never checkpoints is warned about once and keeps its size."""
+        if run.number not in self.resizing:
+            return False
+        if run.checkpoint_step is not None and run.checkpoint_step == run.last_step:
+            self._restart_began[run.number] = time.monotonic()
+            return True
+        if run.checkpoint_step is None and run.last_step is not None and run.number not in self._silent:
+            self._silent.add(run.number)
+            logger.warning(
+                "daskopt: elastic trial %d reports but never checkpoints, so it cannot be resized; it keeps its "
+                "%d replicas (save a checkpoint before each report: trial.save_checkpoint or "
+                "daskopt.integrations.torch.save_checkpoint)",
+                run.number,
+                self.held.get(run.number, 0),
+            )
+            self.resizing.pop(run.number)
+            self.held[run.number] = self.size.get(run.number, self.held.get(run.number, 0))
+        return False
+
+    def restarting(self, run: TrialRun) -> int | None:
+        """``run`` stopped after a resize answer: the replicas it restarts with (``None``: not a resize)."""
+        replicas = self.resizing.pop(run.number, None)
+        if replicas is None:
+            return None
+        assert run.checkpoint_step is not None
+        run.restore = (attributes.checkpoint_key(run.number, run.user_attrs), run.checkpoint_step)
+        run.prune_request = 0
+        self.held[run.number] = replicas
+        return replicas
+
+    def heard(self, run: TrialRun) -> None:
+        """A report or profile from ``run``: the first after a restart measures what the restart cost."""
+        began = self._restart_began.pop(run.number, None)
+        if began is not None:
+            self._restart_costs.append(time.monotonic() - began)
+
+    def profile(
+        self, run: TrialRun, replicas: int, batch: int, seconds: float, noise: float | None, remaining: int | None
+    ) -> None:
+        trial = self.model(run)
+        trial.goodput.steps.observe(replicas, batch / replicas, seconds)
+        if noise is not None and noise > 0:
+            trial.goodput.noise.assume(noise)
+        trial.remaining_s = None if remaining is None else remaining * seconds
+
+    def ended(self, run: TrialRun, replaced: bool) -> None:
+        """``run`` was told (or requeued, ``replaced``): its slots are free; its model stays for a retry."""
+        self.held.pop(run.number, None)
+        self.size.pop(run.number, None)
+        self.resizing.pop(run.number, None)
+        self._restart_began.pop(run.number, None)
+        for task_id, (other, _) in list(self.starting.items()):
+            if other is run:
+                del self.starting[task_id]
+        if not replaced:
+            self.models.pop(attributes.checkpoint_key(run.number, run.user_attrs), None)

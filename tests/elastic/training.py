@@ -1,0 +1,92 @@
+"""A deterministic data-parallel training for elastic-trial tests: linear regression by SGD on fixed data,
+run as gloo ranks by ``daskopt.integrations.torch.launch``.
+
+Global step ``k`` uses examples ``k·M .. k·M + M - 1`` (mod N) of the data whatever the world size, each rank
+taking its shard of them and the gradients summed by ``all_reduce``: the same arithmetic on 1, 2 or 3
+replicas, so a trial resized mid-run ends where an unresized one does (up to float64 rounding). The
+simulated step time says that 2 or more replicas are slow, so the allocator first grows a lone trial (it
+assumes perfect scaling until it measures) and then shrinks it again.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import optuna
+
+N, D, BATCH = 96, 5, 16
+FAST_S, SLOW_S = 0.02, 0.3  # what trial.profile says a step takes on one replica, and on more
+
+
+def data() -> tuple[Any, Any]:
+    import torch
+
+    generator = torch.Generator().manual_seed(7)
+    x = torch.randn(N, D, generator=generator, dtype=torch.float64)
+    y = x @ torch.arange(1, D + 1, dtype=torch.float64) + 0.1 * torch.randn(N, generator=generator, dtype=torch.float64)
+    return x, y
+
+
+def loss(w: Any) -> float:
+    x, y = data()
+    return float(((x @ w - y) ** 2).mean())
+
+
+def gradient(w: Any, step: int, lo: int, hi: int) -> Any:
+    """The gradient of the mean squared error of global batch ``step``, over its examples ``lo .. hi - 1``."""
+    import torch
+
+    x, y = data()
+    index = (step * BATCH + torch.arange(lo, hi)) % N
+    xs, ys = x[index], y[index]
+    return xs.T @ (xs @ w - ys) * (2.0 / BATCH)
+
+
+def reference(lr: float, steps: int) -> list[float]:
+    """The losses of an unresized, single-process run."""
+    import torch
+
+    w, losses = torch.zeros(D, dtype=torch.float64), []
+    for step in range(steps):
+        w = w - lr * gradient(w, step, 0, BATCH)
+        losses.append(loss(w))
+    return losses
+
+
+def train_rank(rank: int, lr: float, steps: int, sleep_s: float) -> float:
+    """One rank of an elastic trial: resumes from its checkpoint, checkpoints and reports every step."""
+    import torch
+    import torch.distributed as dist
+
+    from daskopt.integrations.torch import launched_trial
+
+    trial = launched_trial()
+    placement = trial.elastic
+    world = trial.world_size
+    state = trial.load_checkpoint() or {"w": torch.zeros(D, dtype=torch.float64)}
+    w = state["w"]
+    start = 0 if trial.resume_step is None else trial.resume_step + 1
+    lo = sum(placement.shard(r) for r in range(rank))
+    hi = lo + placement.shard(rank)
+    value = loss(w)
+    for step in range(start, steps):
+        grad = gradient(w, step, lo, hi)
+        dist.all_reduce(grad)
+        w = w - lr * placement.lr_scale * grad
+        time.sleep(sleep_s)
+        value = loss(w)
+        trial.save_checkpoint({"w": w}, step)
+        trial.profile(FAST_S if world == 1 else SLOW_S, remaining_steps=steps - step - 1)
+        trial.report(value, step)
+    return value
+
+
+def elastic_objective(trial: optuna.trial.BaseTrial) -> float:
+    """``steps`` of SGD on ``trial.elastic.replicas`` gloo ranks."""
+    from daskopt.integrations.torch import launch
+
+    lr = trial.suggest_float("lr", 0.001, 0.1, log=True)
+    steps = trial.suggest_int("steps", 1, 200)
+    sleep_s = trial.suggest_float("sleep_s", 0.0, 1.0)
+    return float(launch(train_rank, args=(lr, steps, sleep_s), trial=trial))

@@ -1,0 +1,87 @@
+"""Elastic trials on a real cluster: gloo replicas on CPU workers that offer ``GPU_SLOT`` units.
+
+The trial that resizes ends with the result of an unresized run (tests/elastic/training.py is the same
+arithmetic at any world size), stays one Optuna trial with all its reports, and records its stretches.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from distributed import Client, LocalCluster
+
+import daskopt
+from daskopt.engine.elastic import REPLICAS
+from tests.elastic.training import elastic_objective, reference
+
+pytest.importorskip("torch")
+
+QUIET = {"dashboard_address": ":0", "silence_logs": 40}
+SETTINGS = {
+    "min_replicas": 1,
+    "max_replicas": 2,
+    "initial_batch": 16,
+    "max_batch": 16,
+    "min_interval_s": 0,
+    "restart_s": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def slot_client() -> Iterator[Client]:
+    """One worker with 2 replica slots (and a thread for each trial it may run)."""
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, resources={"GPU_SLOT": 2}, **QUIET) as cluster,
+        Client(cluster) as client,
+    ):
+        client.wait_for_workers(1, timeout=60)
+        yield client
+
+
+def run(client: Client, folder: Path, points: list[dict[str, float]], **settings: object) -> optuna.Study:
+    study = optuna.create_study()
+    for point in points:
+        study.enqueue_trial(point)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        daskopt.optimize(
+            study,
+            elastic_objective,
+            n_trials=len(points),
+            client=client,
+            elastic={**SETTINGS, **settings},
+            tracking={"checkpoint_dir": folder},
+            show_progress_bar=False,
+            catch=(),
+        )
+    return study
+
+
+def test_a_trial_grows_then_shrinks_and_ends_where_an_unresized_run_ends(slot_client: Client, tmp_path: Path) -> None:
+    long = {"lr": 0.05, "steps": 40, "sleep_s": 0.05}
+    short = {"lr": 0.01, "steps": 2, "sleep_s": 0.05}
+    study = run(slot_client, tmp_path, [long, short])
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE, trial.user_attrs
+    sizes = [replicas for _, replicas in trial.user_attrs[REPLICAS]]
+    # alone after the short trial ends it grows (perfect scaling assumed), measures 2 replicas slow, shrinks
+    assert sizes[:3] == [1, 2, 1], trial.user_attrs[REPLICAS]
+    expected = reference(long["lr"], long["steps"])
+    assert trial.value == pytest.approx(expected[-1], rel=1e-9)
+    assert sorted(trial.intermediate_values) == list(range(40))  # one trial, every report, across its stretches
+    for step, value in trial.intermediate_values.items():
+        assert value == pytest.approx(expected[step], rel=1e-9)
+    assert len(study.trials) == 2 and study.trials[1].state == optuna.trial.TrialState.COMPLETE
+
+
+def test_settings_errors_name_the_field() -> None:
+    with pytest.raises(ValueError, match="daskopt.Elastic: max_replicas must be >= min_replicas"):
+        daskopt.Elastic(min_replicas=4, max_replicas=2)
+    with pytest.raises(ValueError, match="lr_rule must be one of"):
+        daskopt.Elastic(lr_rule="cubic")
+    with pytest.raises(TypeError, match="unknown field"):
+        daskopt.Elastic.coerce({"min_replica": 1})
