@@ -32,6 +32,7 @@ BENCHMARKS = (
     "pbt",
     "pbt_digits",
     "suspend_resume",
+    "elastic",
     "scale",
     "concurrency",
     "hundred_k",

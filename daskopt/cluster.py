@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import os
 import shutil
 from collections.abc import Iterator
 from typing import Any
@@ -76,8 +77,10 @@ def adaptive_slots(spec: Any) -> int | None:
 
 
 @contextlib.contextmanager
-def open_client(spec: Any, address_override: str | None = None) -> Iterator[Client]:
-    """Connect (or start) the cluster the spec names; everything started here is closed on exit."""
+def open_client(spec: Any, address_override: str | None = None, elastic: Any = None) -> Iterator[Client]:
+    """Connect (or start) the cluster the spec names; everything started here is closed on exit. With
+    ``elastic`` (the ``[elastic]`` section) a local cluster is one worker whose ``GPU_SLOT`` units are
+    replica slots: the CPUs (or ``n_workers``) on ``local``, every GPU on ``local-cuda``."""
     kind = "address" if address_override else spec.kind
     security = _security(spec)
     if kind == "address":
@@ -104,8 +107,34 @@ def open_client(spec: Any, address_override: str | None = None) -> Iterator[Clie
         with client:
             yield client
         return
+    if elastic is not None and kind in ("local", "local-cuda"):
+        with _elastic_cluster(kind, spec, elastic, security) as cluster, Client(cluster, security=security) as client:
+            yield client
+        return
     with _start_cluster(kind, spec, security) as cluster, Client(cluster, security=security) as client:
         yield client
+
+
+@contextlib.contextmanager
+def _elastic_cluster(kind: str, spec: Any, elastic: Any, security: Any) -> Iterator[Any]:
+    """One worker whose replica slots elastic trials share, with a thread for each trial it may run."""
+    from distributed import LocalCluster
+
+    from daskopt.gpu.cluster import local_devices, multi_gpu_cluster
+
+    common: dict[str, Any] = {"dashboard_address": ":0", "silence_logs": logging.CRITICAL}
+    if security is not None:
+        common["security"] = security
+    if kind == "local-cuda":
+        cluster = multi_gpu_cluster(local_devices(spec.n_workers), elastic.min_replicas, **common)
+    else:
+        slots = spec.n_workers or os.cpu_count() or 1
+        threads = max(1, slots // elastic.min_replicas)
+        cluster = LocalCluster(
+            n_workers=1, threads_per_worker=threads, processes=True, resources={"GPU_SLOT": slots}, **common
+        )
+    with cluster:
+        yield cluster
 
 
 @contextlib.contextmanager

@@ -8,8 +8,10 @@ OSDI '21; AdaptDL's published design), written for daskopt's allocator.
   synchronisation across replicas, ``t_sync = α_s + β_s·(g - 2)`` for ``g > 1`` (0 for one replica).
   Pollux overlaps the two with a learned exponent; here they add up (no overlap: a conservative choice
   that keeps the fit a linear least-squares problem). The four coefficients are fitted online from the
-  step times the trial measures (:class:`StepTimeModel`); until a configuration with several replicas
-  has been seen, synchronisation is assumed free, so the allocator tries more replicas and learns.
+  step times the trial measures (:class:`StepTimeModel`), as many as the configurations seen can tell
+  apart: until a configuration with several replicas has been seen, synchronisation is assumed free, so
+  the allocator tries more replicas and learns; after one multi-replica size, it is assumed to grow
+  with every further replica, so it does not grow a trial further on a guess.
 - ``efficiency``: how much progress one example buys at batch ``M`` compared with the batch ``M0`` the
   trial was tuned for: ``(φ + M0) / (φ + M)``, with ``φ`` the gradient noise scale (McCandlish et al.,
   2018), measured during training (:class:`GradientNoiseScale`, fed by
@@ -50,23 +52,33 @@ class StepTimeModel:
         self._fit()
 
     def _fit(self) -> None:
+        """Least squares over the coefficients the configurations seen can tell apart, in this order: the
+        per-example cost ``β`` first; then a synchronisation cost, assumed to grow by the same amount with
+        each replica (``α_s = β_s``: pessimistic) until two multi-replica sizes separate the two; the
+        per-step intercept ``α`` once the batch has varied at one replica count (before that ``α = 0``: the
+        step is assumed to shrink with the per-replica batch, so more replicas are tried and measured).
+        A first fit with two sizes and the same total batch cannot tell a fixed step cost from a
+        synchronisation cost; charging the difference to synchronisation keeps the allocator from growing a
+        trial on a guess it has already seen fail."""
         g, m, t = (np.array(column, dtype=float) for column in zip(*self.observations, strict=True))
         multi = g > 1
-        columns = [np.ones_like(m), m]
-        if len(set(m.tolist())) < 2:  # one batch size seen: the intercept and the slope cannot be told apart
-            columns = [m]
-        if multi.any():
+        sizes = set(g[multi].tolist())
+        same_g_batches = max(len(set(m[g == size].tolist())) for size in set(g.tolist()))
+        names, columns = ["beta"], [m]
+        if len(sizes) >= 2:
+            names += ["alpha_sync", "beta_sync"]
             columns += [multi.astype(float), np.where(multi, g - 2, 0.0)]
-            if len(set(g[multi].tolist())) < 2:
-                columns.pop()  # one multi-replica size seen: no slope across replica counts yet
-        design = np.stack(columns, axis=1)
-        coefficients, *_ = np.linalg.lstsq(design, t, rcond=None)
-        values = list(np.maximum(coefficients, 0.0))  # times never shrink with more work
-        if len(set(m.tolist())) < 2:
-            values.insert(0, 0.0)
-        self.alpha, self.beta = values[0], values[1]
-        self.alpha_sync = values[2] if multi.any() else 0.0
-        self.beta_sync = values[3] if multi.any() and len(values) > 3 else 0.0
+        elif sizes:
+            names.append("sync")
+            columns.append(np.where(multi, g - 1, 0.0))
+        if same_g_batches >= 2:
+            names.append("alpha")
+            columns.append(np.ones_like(m))
+        coefficients, *_ = np.linalg.lstsq(np.stack(columns, axis=1), t, rcond=None)
+        fitted = dict(zip(names, np.maximum(coefficients, 0.0).tolist(), strict=True))  # times never shrink
+        self.alpha, self.beta = fitted.get("alpha", 0.0), fitted["beta"]
+        self.alpha_sync = fitted.get("alpha_sync", fitted.get("sync", 0.0))
+        self.beta_sync = fitted.get("beta_sync", fitted.get("sync", 0.0))
 
     def seconds(self, replicas: int, per_replica_batch: float) -> float:
         sync = self.alpha_sync + self.beta_sync * (replicas - 2) if replicas > 1 else 0.0

@@ -114,6 +114,14 @@ class ElasticTrials:
         pinned = sum(slots for number, slots in self.held.items() if number in moving)
         now = time.monotonic()
         changes = plan(candidates, self.capacity - pinned, self.restart_s, now, self.settings.min_interval_s)
+        if changes:
+            logger.debug(
+                "daskopt: elastic: %s -> %s (pinned %d, free %d)",
+                {n: t.replicas for n, t in candidates.items()},
+                changes,
+                pinned,
+                self.capacity - sum(self.held.values()),
+            )
         free = self.capacity - sum(self.held.values())
         for number, replicas in sorted(changes.items(), key=lambda item: item[1] - candidates[item[0]].replicas):
             trial = candidates[number]

@@ -22,7 +22,7 @@ from daskopt.runner.objective import make_objective
 from daskopt.runner.outputs import check_output_dir, write_outputs
 from daskopt.runner.recovery import outcomes, recover_interrupted
 from daskopt.runner.storage import open_study
-from daskopt.settings import Dashboard, Failures, Resources, Timeout, Tracking, TrialOptions
+from daskopt.settings import Dashboard, Elastic, Failures, Resources, Timeout, Tracking, TrialOptions
 from daskopt.space import to_distributions
 from daskopt.spec import StudySpec
 from daskopt.tracking import spec_wandb_option, tracking_settings, warm_up
@@ -58,7 +58,8 @@ def run_study(
     tracking = settings["tracking"]
     # W&B's start-up in this process runs while the cluster starts (optimize() warms the workers)
     warm_up(tracking_settings(spec.study.name, wandb=tracking.wandb, output_dir=tracking.output_dir))
-    with open_client(spec.cluster, address) as client:  # first: a cluster that fails leaves no study behind
+    # the cluster first: a cluster that fails leaves no study behind
+    with open_client(spec.cluster, address, elastic=spec.elastic) as client:
         study = open_study(spec, create=True)
         first_number = len(study.get_trials(deepcopy=False))
         recovered = recover_interrupted(study)
@@ -97,7 +98,7 @@ def settings_from_spec(spec: StudySpec, out: Path) -> dict[str, Any]:
             scheduler_grace_s=cluster.scheduler_grace,
         ),
         "resources": Resources(
-            gpus_per_trial=cluster.gpus_per_trial if cluster.uses_gpu else None,
+            gpus_per_trial=cluster.gpus_per_trial if cluster.uses_gpu and spec.elastic is None else None,
             gpu_memory_fraction=cluster.gpu_memory_fraction,
         ),
         "tracking": Tracking(
@@ -105,6 +106,7 @@ def settings_from_spec(spec: StudySpec, out: Path) -> dict[str, Any]:
         ),
         "trials": TrialOptions(report_last_n=study.report_last_n, repeats=study.repeats, seed_base=study.seed_base),
         "scheduler": make_scheduler(spec.scheduler, spec.pruner),
+        "elastic": None if spec.elastic is None else Elastic(**spec.elastic.model_dump()),
     }
 
 

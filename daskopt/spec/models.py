@@ -120,6 +120,31 @@ class SchedulerSection(Section):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class ElasticSection(Section):
+    """``[elastic]``: elastic trials (``daskopt.Elastic``): replicas that change while a trial runs. On
+    ``local`` the cluster is one worker offering ``[cluster] n_workers`` replica slots (default: the CPUs);
+    on ``local-cuda``, one worker owning every GPU."""
+
+    min_replicas: PositiveInt = 1
+    max_replicas: PositiveInt = 8
+    initial_batch: PositiveInt | None = None
+    max_batch: PositiveInt | None = None
+    max_per_replica_batch: PositiveInt | None = None
+    lr_rule: Literal["adascale", "linear", "sqrt", "none"] = "sqrt"
+    restart_s: Duration = 10.0
+    min_interval_s: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _limits(self) -> ElasticSection:
+        if self.max_replicas < self.min_replicas:
+            raise key_error(("max_replicas",), f"got {self.max_replicas}; expected >= min_replicas", self.max_replicas)
+        if self.max_batch is not None and self.initial_batch is not None and self.max_batch < self.initial_batch:
+            raise key_error(("max_batch",), f"got {self.max_batch}; expected >= initial_batch", self.max_batch)
+        if self.restart_s < 0 or self.min_interval_s < 0:
+            raise key_error((), "restart_s and min_interval_s must be >= 0", None)
+        return self
+
+
 class StorageSection(Section):
     """``[storage]``: where the Optuna study lives (default ``journal:<study name>.journal``)."""
 
@@ -160,12 +185,23 @@ class StudySpec(Section):
     sampler: SamplerSection = SamplerSection()
     pruner: PrunerSection = PrunerSection()
     scheduler: SchedulerSection | None = None
+    elastic: ElasticSection | None = None
     enqueue: Annotated[tuple[dict[str, Any], ...], Field(strict=False)] = ()
     cluster: ClusterSection = ClusterSection()
     storage: StorageSection
     output: OutputSection
     wandb: WandbSection
     dashboard: DashboardSection = DashboardSection()
+
+    @model_validator(mode="after")
+    def _elastic_alone(self) -> StudySpec:
+        if self.elastic is not None and self.scheduler is not None:
+            message = "got [elastic] beside [scheduler]; elastic trials and a scheduler cannot be combined yet"
+            raise key_error(("elastic",), message, None)
+        if self.elastic is not None and self.cluster.gpus_per_trial > 1:
+            message = "got gpus_per_trial with [elastic]; elastic trials size themselves (min_replicas..max_replicas)"
+            raise key_error(("cluster", "gpus_per_trial"), message, self.cluster.gpus_per_trial)
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -89,3 +89,33 @@ def test_a_waiting_trial_starts_when_its_minimum_is_free():
     waiting = ElasticTrial(1, _goodput(phi=5000.0), min_replicas=2, max_replicas=4)
     assert plan({0: running, 1: waiting}, slots=4, restart_s=30.0, now=0.0) == {1: 3}
     assert math.isfinite(waiting.goodput.speedup(3))
+
+
+def test_a_trial_is_given_at_most_twice_the_replicas_it_has_measured():
+    trial = ElasticTrial(0, Goodput(initial_batch=64, max_per_replica_batch=64), min_replicas=1, max_replicas=8)
+    assert allocate({0: trial}, slots=8) == {0: 1}  # nothing measured: its minimum
+    trial.goodput.steps.observe(1, 64, 0.1)
+    assert allocate({0: trial}, slots=8) == {0: 2}
+    trial.goodput.steps.observe(2, 32, 0.05)
+    assert allocate({0: trial}, slots=8) == {0: 4}
+
+
+def test_after_one_multi_replica_size_synchronisation_is_assumed_to_grow_with_each_replica():
+    model = StepTimeModel()
+    model.observe(1, 64, 1.0)
+    model.observe(2, 32, 0.9)  # two replicas barely help: 0.4 s of the step is synchronisation
+    assert model.seconds(3, 64 / 3) > model.seconds(2, 32)  # so a third replica is not expected to help
+
+
+def test_equal_trials_do_not_trade_slots():
+    goodput = _goodput(phi=5000.0)
+    holder = ElasticTrial(0, goodput, min_replicas=1, max_replicas=8, replicas=1)
+    grown = ElasticTrial(1, goodput, min_replicas=1, max_replicas=8, replicas=2)
+    assert plan({0: holder, 1: grown}, slots=3, restart_s=0.0, now=0.0) == {}
+
+
+def test_a_grow_that_does_not_pay_leaves_the_slot_to_one_that_does():
+    goodput = _goodput(phi=5000.0)
+    ending = ElasticTrial(0, goodput, min_replicas=1, max_replicas=8, replicas=1, remaining_s=1.0)
+    long = ElasticTrial(1, goodput, min_replicas=1, max_replicas=8, replicas=1, remaining_s=3600.0)
+    assert plan({0: ending, 1: long}, slots=3, restart_s=30.0, now=0.0) == {1: 2}

@@ -11,6 +11,7 @@ assumes perfect scaling until it measures) and then shrinks it again.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -54,8 +55,12 @@ def reference(lr: float, steps: int) -> list[float]:
     return losses
 
 
-def train_rank(rank: int, lr: float, steps: int, sleep_s: float) -> float:
-    """One rank of an elastic trial: resumes from its checkpoint, checkpoints and reports every step."""
+def train_rank(
+    rank: int, lr: float, steps: int, sleep_s: float, marker: str | None = None, hold_s: float = 0.0
+) -> float:
+    """One rank of an elastic trial: resumes from its checkpoint, checkpoints and reports every step. With
+    ``marker`` (a folder), rank 0 of a stretch that resumes says so there and, while a file ``hold`` is in
+    that folder (``hold_s`` at most), waits before its first step: a restart in flight, for a test to break."""
     import torch
     import torch.distributed as dist
 
@@ -67,6 +72,11 @@ def train_rank(rank: int, lr: float, steps: int, sleep_s: float) -> float:
     state = trial.load_checkpoint() or {"w": torch.zeros(D, dtype=torch.float64)}
     w = state["w"]
     start = 0 if trial.resume_step is None else trial.resume_step + 1
+    if marker is not None and trial.resume_step is not None and rank == 0:
+        Path(marker, f"resumed-{trial.number}-{start}-{world}").touch()
+        deadline = time.monotonic() + hold_s
+        while Path(marker, "hold").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
     lo = sum(placement.shard(r) for r in range(rank))
     hi = lo + placement.shard(rank)
     value = loss(w)
@@ -82,11 +92,11 @@ def train_rank(rank: int, lr: float, steps: int, sleep_s: float) -> float:
     return value
 
 
-def elastic_objective(trial: optuna.trial.BaseTrial) -> float:
+def elastic_objective(trial: optuna.trial.BaseTrial, marker: str | None = None, hold_s: float = 0.0) -> float:
     """``steps`` of SGD on ``trial.elastic.replicas`` gloo ranks."""
     from daskopt.integrations.torch import launch
 
     lr = trial.suggest_float("lr", 0.001, 0.1, log=True)
     steps = trial.suggest_int("steps", 1, 200)
     sleep_s = trial.suggest_float("sleep_s", 0.0, 1.0)
-    return float(launch(train_rank, args=(lr, steps, sleep_s), trial=trial))
+    return float(launch(train_rank, args=(lr, steps, sleep_s, marker, hold_s), trial=trial))

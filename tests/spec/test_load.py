@@ -157,6 +157,15 @@ BAD_FILES = [
         "scheduler",
         "[scheduler] 'asha-promotion' and [pruner] 'median' would both decide when trials stop",
     ),
+    (dict(rest="[elastic]\nmin_replicas = 4\nmax_replicas = 2"), "elastic.max_replicas", "expected >= min_replicas"),
+    (dict(rest='[elastic]\nlr_rule = "cubic"'), "elastic.lr_rule", "'adascale', 'linear', 'sqrt' or 'none'"),
+    (dict(rest="[elastic]\nmax_replica = 2"), "elastic.max_replica", "did you mean 'max_replicas'?"),
+    (
+        dict(rest='[elastic]\n[scheduler]\nname = "asha-promotion"\noptions = { max_resource = 9 }'),
+        "elastic",
+        "cannot be combined yet",
+    ),
+    (dict(rest="[elastic]\n[cluster]\ngpus_per_trial = 2"), "cluster.gpus_per_trial", "elastic trials size themselves"),
 ]
 
 
@@ -346,3 +355,14 @@ def test_parse_duration(value: str | float, seconds: float) -> None:
 def test_parse_duration_rejects(value: object) -> None:
     with pytest.raises(SpecError, match="expected a duration"):
         parse_duration(value)
+
+
+def test_an_elastic_section_becomes_the_elastic_settings(tmp_path: Path) -> None:
+    from daskopt.runner.run import settings_from_spec
+
+    spec = load(
+        tmp_path, rest='[elastic]\nmax_replicas = 4\ninitial_batch = 64\nlr_rule = "adascale"\nrestart_s = "5s"'
+    )
+    elastic = settings_from_spec(spec, tmp_path)["elastic"]
+    assert (elastic.max_replicas, elastic.initial_batch, elastic.lr_rule, elastic.restart_s) == (4, 64, "adascale", 5.0)
+    assert settings_from_spec(load(tmp_path), tmp_path)["elastic"] is None

@@ -1,0 +1,189 @@
+"""Elastic trials broken in the middle of a resize: a worker killed, the driver killed.
+
+A resize stops the trial at a checkpoint and starts it again at the new size (tests/elastic/training.py).
+Here the new stretch is held before its first step (the restart is in flight) while the test kills the
+worker running it, or the driver. Either way the trial goes on from its newest checkpoint, and ends
+with the losses of an unresized run.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from distributed import Client, LocalCluster
+
+import daskopt
+from tests.elastic.training import elastic_objective, reference
+
+pytest.importorskip("torch")
+
+ROOT = Path(__file__).resolve().parents[2]
+QUIET = {"dashboard_address": ":0", "silence_logs": 50}
+LONG = {"lr": 0.05, "steps": 40, "sleep_s": 0.05}
+SHORT = {"lr": 0.01, "steps": 2, "sleep_s": 0.05}
+SETTINGS = {"max_replicas": 2, "initial_batch": 16, "max_batch": 16, "min_interval_s": 0, "restart_s": 0}
+
+
+def _wait_for(marker: Path, timeout: float = 120.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = sorted(p.name for p in marker.glob("resumed-*"))
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError("no trial was resized: the restart the test breaks never came")
+
+
+def _check_goes_on(trials: list[optuna.trial.FrozenTrial], reason: str) -> None:
+    """Trial 0 ended FAIL (``reason``), one attempt went on from its checkpoint to the unresized result."""
+    first = trials[0]
+    assert first.state.name == "FAIL" and first.user_attrs["fail_reason"].startswith(reason), first.user_attrs
+    attempts = [t for t in trials if t.user_attrs.get("retry_of") == 0]
+    assert len(attempts) == 1, [t.user_attrs for t in trials]
+    attempt = attempts[0]
+    assert attempt.state.name == "COMPLETE", attempt.user_attrs
+    assert attempt.user_attrs["restore"][:2] == [0, 0]  # its checkpoints, from the newest one
+    assert attempt.user_attrs["replicas"][0][0] > 0  # it did not start over
+    expected = reference(LONG["lr"], LONG["steps"])
+    assert attempt.value == pytest.approx(expected[-1], rel=1e-9)
+    assert sorted(attempt.intermediate_values) == list(range(LONG["steps"]))  # carried, then its own
+    for step, value in attempt.intermediate_values.items():
+        assert value == pytest.approx(expected[step], rel=1e-9)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_while_a_trial_restarts_at_a_new_size(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    marker.mkdir()
+    (marker / "hold").touch()
+    study = optuna.create_study()
+    for point in (LONG, SHORT):
+        study.enqueue_trial(point)
+    errors: list[BaseException] = []
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, resources={"GPU_SLOT": 2}, **QUIET) as cluster,
+        Client(cluster) as client,
+    ):
+        pids = list(client.run(os.getpid).values())
+
+        def optimize() -> None:
+            try:
+                daskopt.optimize(
+                    study,
+                    functools.partial(elastic_objective, marker=str(marker), hold_s=60.0),
+                    n_trials=2,
+                    client=client,
+                    elastic=SETTINGS,
+                    failures={"max_retries": 1},
+                    tracking={"checkpoint_dir": tmp_path / "checkpoints"},
+                    show_progress_bar=False,
+                )
+            except BaseException as exc:  # raised again below, in the test's thread
+                errors.append(exc)
+
+        thread = threading.Thread(target=optimize)
+        thread.start()
+        try:
+            assert _wait_for(marker)[0].startswith("resumed-0-")
+            os.kill(pids[0], signal.SIGKILL)  # the worker, its trial task and the new ranks with it
+        finally:
+            (marker / "hold").unlink()
+            thread.join(300)
+    assert not thread.is_alive() and not errors, errors
+    _check_goes_on(study.trials, "trial lost")
+    assert study.trials[1].state.name == "COMPLETE"
+
+
+STUDY = """
+[study]
+name = "elastic"
+n_trials = 2
+
+[objective]
+callable = "obj:objective"
+
+[space]
+lr = {{ type = "float", low = 0.001, high = 0.1, log = true }}
+steps = {{ type = "int", low = 1, high = 200 }}
+sleep_s = {{ type = "float", low = 0.0, high = 1.0 }}
+
+[[enqueue]]
+lr = {long[lr]}
+steps = {long[steps]}
+sleep_s = {long[sleep_s]}
+
+[[enqueue]]
+lr = {short[lr]}
+steps = {short[steps]}
+sleep_s = {short[sleep_s]}
+
+[elastic]
+max_replicas = 2
+initial_batch = 16
+max_batch = 16
+restart_s = 0
+min_interval_s = 0
+
+[storage]
+url = "journal:elastic.journal"
+
+[cluster]
+kind = "local"
+n_workers = 2
+
+[dashboard]
+enabled = false
+"""
+
+OBJECTIVE = """
+import sys
+
+sys.path.insert(0, {root!r})
+
+from tests.elastic.training import elastic_objective
+
+
+def objective(trial):
+    return elastic_objective(trial, marker={marker!r}, hold_s=120.0)
+"""
+
+
+def _load(folder: Path) -> optuna.Study:
+    backend = optuna.storages.journal.JournalFileBackend(str(folder / "elastic.journal"))
+    return optuna.load_study(study_name="elastic", storage=optuna.storages.JournalStorage(backend))
+
+
+@pytest.mark.slow
+def test_the_driver_killed_while_a_trial_restarts_at_a_new_size(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    marker.mkdir()
+    (marker / "hold").touch()
+    (tmp_path / "obj.py").write_text(OBJECTIVE.format(root=str(ROOT), marker=str(marker)))
+    (tmp_path / "study.toml").write_text(STUDY.format(long=LONG, short=SHORT))
+    run = [sys.executable, "-m", "daskopt.cli", "run", "study.toml"]
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    driver = subprocess.Popen(
+        run, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        assert _wait_for(marker)[0].startswith("resumed-0-")
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the cluster it started
+        driver.wait()
+    before = _load(tmp_path).trials
+    assert before[0].state.name == "RUNNING" and len(before[0].user_attrs["replicas"]) >= 2
+    (marker / "hold").unlink()
+
+    rerun = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "Traceback" not in rerun.stderr, rerun.stderr
+    _check_goes_on(_load(tmp_path).trials, "interrupted")
