@@ -52,7 +52,7 @@ class Assignments:
             chain_below_s=config.trials.chain_below_s if placement is None else 0.0,
             tracking=config.tracking,
             checkpoint_dir=None if root is None else f"{root}/trial-{checkpoint_key(run.number, run.user_attrs)}",
-            restore=None if root is None or run.restore is None else [f"{root}/trial-{run.restore[0]}", run.restore[1]],
+            restore=None if root is None or run.restore is None else _restore(root, run),
             keep_every=None if config.scheduler is None else config.scheduler.keep_every,
             elastic=None if placement is None else placement.to_wire(),
             joint={name: [v.distribution_json, v.value] for name, v in run.joint.items()},
@@ -60,3 +60,13 @@ class Assignments:
             trial_id=trial_id(run.trial),
             study=self._study,
         )
+
+
+def _restore(root: str, run: TrialRun) -> list[Any]:
+    """``[folder, step]``, or ``[folder, None, bound]``: the newest checkpoint there, at or below ``bound``."""
+    assert run.restore is not None
+    key, step = run.restore
+    restore: list[Any] = [f"{root}/trial-{key}", step]
+    if step is None and run.restore_below is not None:
+        restore.append(run.restore_below)
+    return restore

@@ -164,6 +164,14 @@ class ElasticTrials:
         run.trial.set_user_attr(REPLICAS, history)
         run.user_attrs[REPLICAS] = history
 
+    def restored(self, run: TrialRun, step: int) -> None:
+        """A retry learnt the step of the newest checkpoint it started from: its stretch begins after it."""
+        history = [list(entry) for entry in run.user_attrs.get(REPLICAS, [])]
+        if history and history[-1][0] == 0:
+            history[-1][0] = step + 1
+            run.trial.set_user_attr(REPLICAS, history)
+            run.user_attrs[REPLICAS] = history
+
     def task_started(self, task_id: int) -> tuple[TrialRun, int] | None:
         """The trial a task that said HELLO was submitted for (``None``: not an elastic task)."""
         return self.starting.pop(task_id, None)

@@ -119,6 +119,8 @@ class TrialMessages:
             run.checkpoint_step = int(message[1])
         elif kind == events.RESTORED:
             self._movable.restored(run, int(message[1]))
+            if self._elastic is not None:
+                self._elastic.restored(run, int(message[1]))
         elif kind == events.PROFILE and self._elastic is not None:
             self._elastic.profile(run, *message[1:6])
             self._elastic.heard(run)

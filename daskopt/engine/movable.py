@@ -50,13 +50,23 @@ class Movable:
         restore = run.user_attrs.get(attributes.RESTORE)
         if not restore:
             return
-        _, key, step = restore
+        source, key, step = restore
         run.restore = (int(key), None if step is None else int(step))
         if step is None:  # the newest checkpoint there: the task says which (RESTORED), then they are carried
+            run.restore_below = self._last_report(int(source))
             return
         if run.user_attrs.get(attributes.SUSPENDED):
             run.paused_at = int(step)
         self._carry(run, int(step))
+
+    def _last_report(self, number: int) -> int | None:
+        """The last step trial ``number`` reported: a checkpoint written after it (the trial was stopped
+        between its checkpoint and its report) has no report to carry, so an attempt starts at or below it."""
+        try:
+            steps = optuna_access.trial_by_number(self.study, number).intermediate_values
+        except Exception:  # unknown: the newest checkpoint, as before
+            return None
+        return max(steps) if steps else None
 
     def _carry(self, run: TrialRun, step: int) -> None:
         """Report into ``run`` the reports of the trial it goes on from, up to ``step``."""

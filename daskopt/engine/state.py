@@ -53,6 +53,7 @@ class TrialRun:
     last_value: float = float("nan")
     checkpoint_step: int | None = None  # the newest checkpoint the trial told the loop about
     restore: tuple[int, int | None] | None = None  # (checkpoint folder key, step or None) it starts from
+    restore_below: int | None = None  # with step None: the newest checkpoint at or below this step
     paused_at: int | None = None  # the step it is paused at, while suspended
     carried: dict[int, float] = field(default_factory=dict)  # reports it carries from the trial it goes on from
     action: Any = None  # the scheduler's latest decision about it

@@ -107,7 +107,9 @@ class Assignment:
     chain_below_s: float = 0.0
     checkpoint_dir: str | None = None  # shared folder of this trial (and of its retries)
     joint: dict[str, list[Any]] = field(default_factory=dict)  # name -> [distribution_json, value]
-    restore: list[Any] | None = None  # [checkpoint folder, step or None]: where it starts (trial/checkpoints.py)
+    restore: list[Any] | None = (
+        None  # [checkpoint folder, step or None(, bound)]: where it starts (trial/checkpoints.py)
+    )
     keep_every: int | None = None  # checkpoints at these decision steps are kept a while for clones (PBT)
     elastic: list[Any] | None = None  # [replicas, total batch or None, lr scale]: an elastic trial's stretch
     tracking: dict[str, Any] | None = None  # plain logger settings (daskopt.tracking.trial_loggers)

@@ -11,7 +11,9 @@ chosen while the donor writes a checkpoint every few milliseconds.
 
 Where a trial starts from is the loop's call, sent with the assignment as ``restore = [folder, step]``:
 its own folder and the step it was paused at (a resume), another trial's (a PBT exploit), or step
-``None``, the newest complete checkpoint in its own folder (a retry after its worker died).
+``None``, the newest complete checkpoint in its own folder (a retry after its worker died), no newer than
+the attempt's last report when a third entry says which (a checkpoint written just before a crash, whose
+report never arrived, would leave a hole in the trial's curve).
 """
 
 from __future__ import annotations
@@ -105,8 +107,9 @@ def resolve(restore: list[Any] | None) -> tuple[Path, int] | None:
     if not restore:
         return None
     root, step = Path(restore[0]), restore[1]
-    if step is None:  # a retry: the newest complete checkpoint its attempts left, if any
-        found = steps(root)
+    if step is None:  # a retry: the newest complete checkpoint its attempts left (at or below a bound), if any
+        bound = restore[2] if len(restore) > 2 else None
+        found = [s for s in steps(root) if bound is None or s <= bound]
         return (root / folder_name(found[-1]), found[-1]) if found else None
     folder = root / folder_name(int(step))
     if not folder.is_dir():

@@ -52,7 +52,7 @@ def _check_goes_on(trials: list[optuna.trial.FrozenTrial], reason: str) -> None:
     attempt = attempts[0]
     assert attempt.state.name == "COMPLETE", attempt.user_attrs
     assert attempt.user_attrs["restore"][:2] == [0, 0]  # its checkpoints, from the newest one
-    assert attempt.user_attrs["replicas"][0][0] > 0  # it did not start over
+    assert attempt.user_attrs["replicas"][-1][0] > 0, attempt.user_attrs["replicas"]  # it did not start over
     expected = reference(LONG["lr"], LONG["steps"])
     assert attempt.value == pytest.approx(expected[-1], rel=1e-9)
     assert sorted(attempt.intermediate_values) == list(range(LONG["steps"]))  # carried, then its own

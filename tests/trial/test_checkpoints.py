@@ -63,6 +63,9 @@ def test_resolve_names_the_folder_a_trial_starts_from(tmp_path):
             pass
     assert checkpoints.resolve([str(tmp_path), None]) == (tmp_path / "step-00000007", 7)
     assert checkpoints.resolve([str(tmp_path), 2]) == (tmp_path / "step-00000002", 2)
+    # a retry whose attempt last reported step 6: step 7's checkpoint has no report, so it starts at 2
+    assert checkpoints.resolve([str(tmp_path), None, 6]) == (tmp_path / "step-00000002", 2)
+    assert checkpoints.resolve([str(tmp_path), None, 1]) is None
     with pytest.raises(CheckpointError, match=r"checkpoint missing: .*step-00000005 \(step 5\)"):
         checkpoints.resolve([str(tmp_path), 5])
 
