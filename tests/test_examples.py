@@ -106,3 +106,16 @@ def test_pbt_digits_members_go_on_from_better_members_and_best_shows_their_sched
     if "schedule" in best:  # the winner went on from another member at least once
         assert best["schedule"][0]["from_step"] == 0 and best["schedule"][-1]["trial"] == best["number"]
     assert (Path(spec.output.dir) / "checkpoints").is_dir()
+
+
+def test_elastic_digits_trials_change_size_and_stay_one_trial(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    _, study = run_example("elastic_digits", tmp_path, n_trials=1)
+    trials = study.get_trials(deepcopy=False)
+    assert all(t.state == TrialState.COMPLETE for t in trials), [t.user_attrs.get("fail_reason") for t in trials]
+    sizes = [[replicas for _, replicas in t.user_attrs["replicas"]] for t in trials]
+    assert any(len(s) > 1 for s in sizes), sizes  # alone on 4 slots, it grew (and maybe shrank back)
+    for trial in trials:  # one curve across its stretches
+        assert sorted(trial.intermediate_values) == list(range(len(trial.intermediate_values)))
+    assert max(t.value for t in trials) > 0.9

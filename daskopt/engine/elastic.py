@@ -54,6 +54,8 @@ class ElasticTrials:
         self._restart_began: dict[int, float] = {}  # trial -> when its resize was answered
         self._restart_costs: deque[float] = deque(maxlen=20)
         self._silent: set[int] = set()  # trials warned about: a resize waits for a checkpoint they never make
+        self._unprofiled: set[int] = set()  # trials warned about: they report but never profile
+        self._unmeasured: set[int] = set()  # trials that have not profiled their current size yet
 
     # ------------------------------------------------------------------------------- accounting
     @property
@@ -93,7 +95,8 @@ class ElasticTrials:
         trials whose size changes. Trials in flight (starting, restarting) are left as they are, and the
         ``asking`` trials the sampler is still asking count as waiting ones: the first trial asked does not
         take every slot only to give them back (a restart) when the next arrives a moment later."""
-        moving = {run.number for run, _ in self.starting.values()} | set(self.resizing)
+        # in flight, or not yet measured at the size they run: a decision now would rest on a guess
+        moving = {run.number for run, _ in self.starting.values()} | set(self.resizing) | self._unmeasured
         candidates: dict[int, ElasticTrial] = {}
         for number, run in running.items():
             if number not in moving and number in self.size:
@@ -159,6 +162,7 @@ class ElasticTrials:
         trial = self.model(run)
         trial.changed_at = time.monotonic()
         self.size[run.number] = replicas
+        self._unmeasured.add(run.number)
         step = 0 if run.checkpoint_step is None else run.checkpoint_step + 1
         history = list(run.user_attrs.get(REPLICAS, [])) + [[step, replicas]]
         run.trial.set_user_attr(REPLICAS, history)
@@ -218,17 +222,28 @@ class ElasticTrials:
         self.held[run.number] = replicas
         return replicas
 
-    def heard(self, run: TrialRun) -> None:
+    def heard(self, run: TrialRun, report: bool = False) -> None:
         """A report or profile from ``run``: the first after a restart measures what the restart cost."""
         began = self._restart_began.pop(run.number, None)
         if began is not None:
             self._restart_costs.append(time.monotonic() - began)
+        if report and run.last_step is not None and run.last_step >= 2 and not self.model(run).goodput.steps.fitted:
+            if run.number not in self._unprofiled:
+                self._unprofiled.add(run.number)
+                logger.warning(
+                    "daskopt: elastic trial %d reports but never calls trial.profile(seconds_per_step, ...): "
+                    "without step times the allocator cannot tell what more replicas would give it, so it keeps "
+                    "min_replicas",
+                    run.number,
+                )
 
     def profile(
         self, run: TrialRun, replicas: int, batch: int, seconds: float, noise: float | None, remaining: int | None
     ) -> None:
         trial = self.model(run)
         trial.goodput.steps.observe(replicas, batch / replicas, seconds)
+        if replicas == self.size.get(run.number):
+            self._unmeasured.discard(run.number)
         if noise is not None and noise > 0:
             trial.goodput.noise.assume(noise)
         trial.remaining_s = None if remaining is None else remaining * seconds
@@ -237,6 +252,7 @@ class ElasticTrials:
         """``run`` was told (or requeued, ``replaced``): its slots are free; its model stays for a retry."""
         self.held.pop(run.number, None)
         self.size.pop(run.number, None)
+        self._unmeasured.discard(run.number)
         self.resizing.pop(run.number, None)
         self._restart_began.pop(run.number, None)
         for task_id, (other, _) in list(self.starting.items()):

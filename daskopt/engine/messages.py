@@ -104,7 +104,7 @@ class TrialMessages:
         if kind == events.REPORT:
             self._on_report(run, message[1], message[2])
             if self._elastic is not None:
-                self._elastic.heard(run)
+                self._elastic.heard(run, report=True)
         elif kind == events.PRUNE:
             self._on_prune(run, message[1])
         elif kind == events.SUGGEST:

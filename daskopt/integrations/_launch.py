@@ -37,6 +37,35 @@ _GRACE_S = 5.0
 def run_ranks(
     fn: Callable[..., Any],
     args: tuple[Any, ...],
+    envs: Callable[[], Sequence[dict[str, str]]],
+    *,
+    trial: optuna.trial.BaseTrial | None,
+    backend: str | None,
+    init: bool,
+    timeout: float | None,
+) -> Any:
+    """Run the ranks with ``envs()``; when the group could not form because its ``MASTER_PORT`` was taken
+    meanwhile (another process bound it between the check and rank 0's listen), again on a new port."""
+    for attempt in range(PORT_ATTEMPTS):
+        try:
+            return _run_once(fn, args, envs(), trial=trial, backend=backend, init=init, timeout=timeout)
+        except PortTaken:
+            if attempt == PORT_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+class PortTaken(RuntimeError):
+    """Rank 0 could not listen on ``MASTER_PORT``: it was taken after it was picked."""
+
+
+PORT_ATTEMPTS = 3
+_PORT_TAKEN = ("EADDRINUSE", "address already in use")
+
+
+def _run_once(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
     envs: Sequence[dict[str, str]],
     *,
     trial: optuna.trial.BaseTrial | None,
@@ -88,7 +117,10 @@ def _wait(
             for line in lines:
                 _forward(line, trial)
         if any(proc.poll() not in (None, 0) for proc in procs):
-            raise RuntimeError(_first_failure(procs, folder))
+            failure = _first_failure(procs, folder)
+            if "init_process_group" in failure and any(mark in failure.split("\n", 1)[0] for mark in _PORT_TAKEN):
+                raise PortTaken(failure)
+            raise RuntimeError(failure)
         if all(proc.poll() == 0 for proc in procs):
             for line in pending.split(b"\n"):
                 _forward(line, trial)

@@ -224,12 +224,61 @@ class NoiseScaleMeter:
         return self.estimate.value
 
 
+def average_gradients(model: Any, *, batch: int, noise: NoiseScaleMeter | None = None) -> float | None:
+    """Data-parallel step without ``DistributedDataParallel``: all-reduce ``model``'s gradients to their
+    mean over the ranks, after each rank's ``backward()`` on its ``batch`` examples; returns the gradient
+    noise scale measured so far (``None`` until there is one, and always with one rank).
+
+    The ranks' own gradients (``batch`` examples each) and their mean (``batch × world`` examples) are the
+    two batch sizes the noise scale needs (as AdaptDL measures it), so ``noise`` is fed at no extra cost.
+    Outside a process group it leaves the gradients as they are."""
+    torch = _torch()
+    import torch.distributed as dist
+
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads or not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
+        return None if noise is None else noise.value
+    world = dist.get_world_size()
+    local_sq = torch.stack([g.detach().pow(2).sum() for g in grads]).sum().reshape(1)
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    dist.all_reduce(local_sq)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+    if noise is None:
+        return None
+    noise.estimate.observe(batch, float(local_sq) / world, batch * world, float(flat.pow(2).sum()))
+    return noise.value
+
+
 # ------------------------------------------------------------------------------ several GPUs per trial
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free right now on ``host`` (for ``MASTER_PORT``)."""
+    """A TCP port free right now on ``host`` (for ``MASTER_PORT``), drawn below the kernel's ephemeral range
+    where it can: a port the kernel hands out for outgoing connections (a busy gloo group opens many) could
+    be taken between this check and the rank that binds it."""
+    low, _ = _ephemeral_range()
+    candidates = random.sample(range(10000, low), min(20, low - 10000)) if low > 10000 else []
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 def distributed_env(nprocs: int | None = None, *, port: int | None = None) -> list[dict[str, str]]:
@@ -286,8 +335,15 @@ def launch(
     _torch()  # fail early, in the trial, with the install hint
     from daskopt.integrations._launch import run_ranks
 
-    envs = distributed_env(nprocs)
-    return run_ranks(fn, tuple(args), envs, trial=trial, backend=backend, init=init_process_group, timeout=timeout)
+    return run_ranks(
+        fn,
+        tuple(args),
+        lambda: distributed_env(nprocs),
+        trial=trial,
+        backend=backend,
+        init=init_process_group,
+        timeout=timeout,
+    )
 
 
 def launched_trial() -> Any:

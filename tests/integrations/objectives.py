@@ -121,3 +121,38 @@ def torch_regression(trial: optuna.trial.BaseTrial) -> float:
             raise optuna.TrialPruned()
     trial.set_user_attr("epochs_run", epochs_run)
     return loss
+
+
+def rank_averages_gradients(rank: int, steps: int) -> dict[str, Any]:
+    """Linear regression on noisy targets, 2 ranks of 32 examples each per step: the averaged gradient,
+    and the noise scale measured from the ranks' own gradients against their mean."""
+    import torch
+    import torch.distributed as dist
+
+    from daskopt.integrations.torch import NoiseScaleMeter, average_gradients
+
+    generator = torch.Generator().manual_seed(0)
+    n, dim, b = 4096, 8, 32
+    x = torch.randn(n, dim, generator=generator)
+    y = x @ torch.ones(dim) + 3.0 * torch.randn(n, generator=generator)
+    model = torch.nn.Linear(dim, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    meter = NoiseScaleMeter(model, smoothing=0.98)
+    first = None
+    for step in range(steps):
+        rows = torch.randint(0, n, (2 * b,), generator=generator)  # the same draw on both ranks
+        mine = rows[rank * b : (rank + 1) * b]
+        model.zero_grad()
+        torch.nn.functional.mse_loss(model(x[mine]).squeeze(1), y[mine]).backward()
+        phi = average_gradients(model, batch=b, noise=meter)
+        if step == 0:
+            first = {"averaged": model.weight.grad.clone(), "rows": rows}
+    assert first is not None
+    model.zero_grad()
+    rows = first["rows"]
+    torch.nn.functional.mse_loss(model(x[rows]).squeeze(1), y[rows]).backward()
+    return {
+        "matches": bool(torch.allclose(first["averaged"], model.weight.grad, atol=1e-5)),
+        "phi": phi,
+        "world": dist.get_world_size(),
+    }

@@ -189,3 +189,42 @@ def test_the_noise_scale_meter_agrees_with_per_example_gradients():
             meter.micro_step(b)
         meter.step()  # no optimizer step: the gradient noise is measured at one point
     assert meter.value == pytest.approx(true_phi, rel=0.3)
+
+
+def test_averaged_gradients_are_the_full_batch_gradient_and_measure_the_noise_scale():
+    """Two gloo ranks: the mean of their gradients is the gradient of their union, and the noise scale
+    from their own gradients against the mean lands near the true one (per-example gradients at the
+    start point, as in the meter's test; the weights are never updated)."""
+    result = integration.launch(objectives.rank_averages_gradients, 2, args=(300,), timeout=120)
+    assert result["world"] == 2 and result["matches"]
+    generator = torch.Generator().manual_seed(0)
+    n, dim = 4096, 8
+    x = torch.randn(n, dim, generator=generator)
+    y = x @ torch.ones(dim) + 3.0 * torch.randn(n, generator=generator)
+    per_example = -2 * (y.unsqueeze(1) * x)
+    true_phi = float(per_example.var(0, unbiased=True).sum() / per_example.mean(0).pow(2).sum())
+    assert result["phi"] == pytest.approx(true_phi, rel=0.35)
+
+
+def test_a_master_port_taken_before_rank_0_listens_is_replaced(tmp_path):
+    """The port is free when picked and taken before rank 0 binds it (by a busy gloo group's connections,
+    say): the ranks start again on another port instead of failing the trial."""
+    import socket
+
+    from daskopt.integrations._launch import run_ranks
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    ports = [taken.getsockname()[1], integration.free_port()]
+    picked: list[int] = []
+
+    def envs() -> list[dict[str, str]]:
+        picked.append(ports[len(picked)])
+        return integration.distributed_env(2, port=picked[-1])
+
+    try:
+        result = run_ranks(objectives.rank_sum, (1.0,), envs, trial=None, backend=None, init=True, timeout=120)
+    finally:
+        taken.close()
+    assert picked == ports and result["sum"] == 3.0
