@@ -33,6 +33,7 @@ BENCHMARKS = (
     "pbt_digits",
     "suspend_resume",
     "elastic",
+    "launch_start",
     "scale",
     "concurrency",
     "hundred_k",

@@ -26,6 +26,7 @@ STATE_COLORS = {
     "RUNNING": "#1f77b4",
     "WAITING": "#c7c7c7",
     "SUSPENDED": "#f0a30a",  # amber: paused by a scheduler, to be resumed (see snapshot.state_name)
+    "RESIZED": "#17becf",  # teal: a stretch of an elastic trial that ended to restart at another size
 }
 PLOT_HEIGHT = 300
 

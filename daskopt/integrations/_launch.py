@@ -1,11 +1,13 @@
 """The processes of a multi-GPU trial: started by :func:`daskopt.integrations.torch.launch`, one per rank.
 
 Parent side (:func:`run_ranks`, in the trial's thread on the worker): writes the function and its
-arguments to a temporary folder, starts ``python -m daskopt.integrations._launch <folder> <rank>`` per
-rank with that rank's environment, forwards reports from a pipe to the trial, and collects rank 0's
-result (or the first failure). Child side (:func:`main`): joins the process group, runs the function,
-writes its result or traceback. A child dies with the thread that started it (Linux), so a worker
-restarted by daskopt leaves no rank behind.
+arguments to a temporary folder, starts each rank with its environment (forked by the worker's zygote,
+:mod:`daskopt.integrations._zygote`, which has torch imported already; else as
+``python -m daskopt.integrations._launch <folder> <rank>``), forwards what rank 0 sends through a FIFO in
+that folder to the trial, and collects rank 0's result (or the first failure). Child side (:func:`main`):
+joins the process group, runs the function, writes its result or traceback. A child dies with the
+process (zygote) or thread that started it (Linux), so a worker restarted by daskopt leaves no rank
+behind.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 import cloudpickle
 import optuna
 
-REPORT_FD_ENV = "DASKOPT_LAUNCH_REPORT_FD"
+REPORT_ENV = "DASKOPT_LAUNCH_REPORTS"  # the FIFO a rank writes its messages to
 TRIAL_ENV = "DASKOPT_LAUNCH_TRIAL"  # JSON: what a rank needs to act as its trial (LaunchedTrial)
 _POLL_S = 0.05
 _GRACE_S = 5.0
@@ -76,31 +78,40 @@ def _run_once(
     with tempfile.TemporaryDirectory(prefix="daskopt-launch-") as tmp:
         folder = Path(tmp)
         (folder / "payload.pkl").write_bytes(cloudpickle.dumps((fn, args, backend, init)))
-        read_fd, write_fd = os.pipe()
-        procs: list[subprocess.Popen[bytes]] = []
+        fifo = folder / "reports"
+        os.mkfifo(fifo)
+        read_fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        keep_fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # no end of file between the ranks' writes
+        procs: list[Any] = []
         try:
             path = os.pathsep.join(p for p in sys.path if p)  # the ranks import what this process can
             facts = getattr(trial, "_launch_facts", None)
-            shared = {"PYTHONPATH": path, REPORT_FD_ENV: str(write_fd)}
+            shared = {"PYTHONPATH": path, REPORT_ENV: str(fifo)}
             if facts is not None:
                 shared[TRIAL_ENV] = json.dumps(facts(), default=str)
             for rank, env in enumerate(envs):
-                child_env = {**os.environ, **env, **shared}
-                command = [sys.executable, "-m", "daskopt.integrations._launch", str(folder), str(rank)]
-                procs.append(subprocess.Popen(command, env=child_env, pass_fds=(write_fd,), stdin=subprocess.DEVNULL))
-            os.close(write_fd)
-            write_fd = -1
+                procs.append(_start(folder, rank, {**os.environ, **env, **shared}))
             _wait(procs, read_fd, trial, timeout, folder)
         finally:
             _stop(procs)
             os.close(read_fd)
-            if write_fd >= 0:
-                os.close(write_fd)
+            os.close(keep_fd)
         return cloudpickle.loads((folder / "result-0.pkl").read_bytes())
 
 
+def _start(folder: Path, rank: int, env: dict[str, str]) -> Any:
+    """Rank ``rank``: forked by this worker's zygote (torch already imported), else a new Python."""
+    from daskopt.integrations import _zygote
+
+    forked = _zygote.spawn(folder, rank, env)
+    if forked is not None:
+        return forked
+    command = [sys.executable, "-m", "daskopt.integrations._launch", str(folder), str(rank)]
+    return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+
+
 def _wait(
-    procs: list[subprocess.Popen[bytes]],
+    procs: list[Any],
     read_fd: int,
     trial: optuna.trial.BaseTrial | None,
     timeout: float | None,
@@ -149,7 +160,7 @@ def _forward(line: bytes, trial: optuna.trial.BaseTrial | None) -> None:
         trial.report(message["value"], message["step"])
 
 
-def _first_failure(procs: list[subprocess.Popen[bytes]], folder: Path) -> str:
+def _first_failure(procs: list[Any], folder: Path) -> str:
     """The rank that failed first is the cause; the others usually lost their peer in a collective. Give
     them a moment to finish failing, then pick the earliest traceback."""
     deadline = time.monotonic() + 1.0
@@ -178,7 +189,7 @@ def _failure(rank: int, world: int, code: int, folder: Path) -> str:
     return f"launch: rank {rank} of {world} {how} before finishing"
 
 
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+def _stop(procs: list[Any]) -> None:
     """SIGTERM every rank still running, SIGKILL after a grace period."""
     alive = [p for p in procs if p.poll() is None]
     for proc in alive:
@@ -198,12 +209,18 @@ def send_report(value: float, step: int) -> None:
     send({"step": step, "value": value})
 
 
+_report_fd: int | None = None
+
+
 def send(message: dict[str, Any]) -> None:
-    """To the launching trial, through the pipe (one line, written whole: under ``PIPE_BUF`` it is atomic)."""
-    fd = os.environ.get(REPORT_FD_ENV)
-    if fd is None:
-        raise RuntimeError("report() works in processes started by daskopt.integrations.torch.launch only")
-    os.write(int(fd), (json.dumps(message) + "\n").encode())
+    """To the launching trial, through its FIFO (one line, written whole: under ``PIPE_BUF`` it is atomic)."""
+    global _report_fd
+    if _report_fd is None:
+        path = os.environ.get(REPORT_ENV)
+        if path is None:
+            raise RuntimeError("report() works in processes started by daskopt.integrations.torch.launch only")
+        _report_fd = os.open(path, os.O_WRONLY)
+    os.write(_report_fd, (json.dumps(message) + "\n").encode())
 
 
 def _die_with_parent() -> None:

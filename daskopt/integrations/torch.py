@@ -329,8 +329,13 @@ def launch(
     With ``trial``, values that ranks pass to :func:`report` are reported to the trial as they come,
     and when the trial is pruned (or cancelled) the ranks are stopped and ``optuna.TrialPruned`` raised.
 
-    The processes are started with ``subprocess``, not ``torch.multiprocessing``: Dask worker processes
-    are daemonic and Python forbids them children through ``multiprocessing``.
+    The processes are forked by this worker's zygote, which imported torch once (starting a rank costs
+    milliseconds, not an interpreter and ``import torch``), or, with ``DASKOPT_LAUNCH_ZYGOTE=0`` or off
+    Linux, started as new Pythons with ``subprocess``; never with ``torch.multiprocessing``: Dask worker
+    processes are daemonic and Python forbids them children through ``multiprocessing``.
+
+    In an elastic trial ``nprocs`` defaults to its stretch's replicas (the slots its task holds), and with
+    ``trial`` each rank can act as the trial through :func:`launched_trial`.
     """
     _torch()  # fail early, in the trial, with the install hint
     from daskopt.integrations._launch import run_ranks

@@ -156,3 +156,14 @@ def rank_averages_gradients(rank: int, steps: int) -> dict[str, Any]:
         "phi": phi,
         "world": dist.get_world_size(),
     }
+
+
+def rank_parent(rank: int) -> dict[str, int]:
+    """Who started this rank: the launch zygote, or the launching process itself."""
+    return {"ppid": os.getppid(), "pid": os.getpid()}
+
+
+def rank_waits_for(rank: int, folder: str) -> None:
+    """Says it runs (its pid in ``folder``), then waits to be killed."""
+    Path(folder, f"rank-{rank}").write_text(str(os.getpid()))
+    time.sleep(300)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import random
 import sys
+import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -228,3 +230,55 @@ def test_a_master_port_taken_before_rank_0_listens_is_replaced(tmp_path):
     finally:
         taken.close()
     assert picked == ports and result["sum"] == 3.0
+
+
+def test_ranks_are_forked_by_one_zygote_per_process(monkeypatch):
+    first = integration.launch(objectives.rank_parent, 2, init_process_group=False, timeout=120)
+    second = integration.launch(objectives.rank_parent, 2, init_process_group=False, timeout=120)
+    assert first["ppid"] == second["ppid"] != os.getpid()  # the zygote, kept between launches
+    assert first["pid"] != second["pid"]
+    monkeypatch.setenv("DASKOPT_LAUNCH_ZYGOTE", "0")
+    assert integration.launch(objectives.rank_parent, 1, init_process_group=False, timeout=120)["ppid"] == os.getpid()
+
+
+def test_ranks_die_with_their_zygote_and_the_launch_says_so(tmp_path):
+    import signal
+    import threading
+
+    from daskopt.integrations import _zygote
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            integration.launch(
+                objectives.rank_waits_for, 2, args=(str(tmp_path),), init_process_group=False, timeout=120
+            )
+        except BaseException as exc:  # checked below, in the test's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("rank-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _zygote._zygote is not None
+    os.kill(_zygote._zygote._proc.pid, signal.SIGKILL)
+    thread.join(60)
+    assert not thread.is_alive()
+    assert errors and "killed by signal 9" in str(errors[0]), errors
+    for path in tmp_path.glob("rank-*"):  # no rank outlives its zygote
+        pid = int(path.read_text())
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(pid)
+    assert integration.launch(objectives.rank_parent, 1, init_process_group=False, timeout=120)  # a new zygote
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
