@@ -54,6 +54,7 @@ STATED = {  # commands whose README gives their duration, and what it says
     "daskopt run examples/torch_digits/study.toml": "its README: ~30-60 s on 2 CPU workers",
     "daskopt run examples/ablation_repeats/study.toml": "its README: a few seconds on a laptop",
     "daskopt run examples/pbt_digits/study.toml": "its README: a population of 8 on 2 CPU workers, ~1 min",
+    "daskopt run examples/elastic_digits/study.toml": "its README: 2 trials on 4 replica slots, ~30 s on 2 cores",
 }
 
 

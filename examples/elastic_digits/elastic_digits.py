@@ -30,27 +30,27 @@ from daskopt.integrations.torch import (
 )
 
 EPOCHS = 8
-WIDTH = 64  # channels: wide enough that a step costs what a restart is worth spreading
+WIDTH = 32  # channels
 REPORT_EVERY = 4  # steps between reports (and checkpoints): where a trial may be resized
 INITIAL_BATCH = 64  # the total batch the hyperparameters are for ([elastic] initial_batch)
 
 _SPLIT: list[tuple[Any, ...]] = []
 
 
-def tensors() -> tuple[Any, ...]:
-    """Train / validation split (75/25, stratified) of the digits as float32 tensors, once per process."""
+def arrays() -> tuple[Any, ...]:
+    """Train / validation split (75/25, stratified) of the digits as float32 arrays, once per worker
+    process; the ranks get them with their arguments (so they never import scikit-learn)."""
     if not _SPLIT:
         import numpy as np
-        import torch
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
 
         x, y = load_digits(return_X_y=True)
         x = (x / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
-        x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
-        _SPLIT.append(
-            tuple(torch.from_numpy(a) for a in (x_train, y_train.astype(np.int64), x_val, y_val.astype(np.int64)))
+        x_train, x_val, y_train, y_val = train_test_split(
+            x, y.astype(np.int64), test_size=0.25, random_state=0, stratify=y
         )
+        _SPLIT.append((x_train, y_train, x_val, y_val))
     return _SPLIT[0]
 
 
@@ -79,7 +79,7 @@ def batch_indices(seen: int, batch: int, n: int) -> Any:
     return order[(offset + torch.arange(batch)) % n]
 
 
-def train(rank: int, lr: float, momentum: float, epochs: int) -> float:
+def train(rank: int, lr: float, momentum: float, epochs: int, data: tuple[Any, ...]) -> float:
     import torch
 
     trial = launched_trial()  # 1.
@@ -94,7 +94,7 @@ def train(rank: int, lr: float, momentum: float, epochs: int) -> float:
         optimizer.load_state_dict(state["optimizer"])
     for group in optimizer.param_groups:  # this stretch's learning rate, for its batch
         group["lr"] = lr * placement.lr_scale
-    x_train, y_train, x_val, y_val = tensors()
+    x_train, y_train, x_val, y_val = (torch.from_numpy(a) for a in data)
     n, batch = len(x_train), placement.batch_size
     lo = sum(placement.shard(r) for r in range(rank))
     mine = placement.shard(rank)
@@ -131,4 +131,4 @@ def train(rank: int, lr: float, momentum: float, epochs: int) -> float:
 def objective(trial: optuna.trial.BaseTrial) -> float:
     lr = trial.suggest_float("lr", 0.01, 0.5, log=True)
     momentum = trial.suggest_float("momentum", 0.0, 0.95)
-    return float(launch(train, args=(lr, momentum, EPOCHS), trial=trial))  # trial.elastic.replicas ranks
+    return float(launch(train, args=(lr, momentum, EPOCHS, arrays()), trial=trial))  # trial.elastic.replicas ranks
