@@ -2,8 +2,9 @@
 
 It runs on an asyncio event loop in the client process and reacts to three kinds of events:
 messages from trial tasks (over :mod:`~daskopt.engine.channel`), Dask task completions (via
-:mod:`~daskopt.engine.tasks`) and a periodic tick (timeouts, heartbeats, progress). After each event it
-calls :meth:`Engine._fill`, which asks for new trials while slots are free and keeps tasks queued ahead.
+:mod:`~daskopt.engine.tasks`) and a periodic tick (:mod:`~daskopt.engine.ticks`: timeouts, heartbeats).
+After each event it calls :meth:`Engine._fill`, which asks for new trials while slots are free and keeps
+tasks queued ahead.
 
 Sampling (``study.ask`` and define-by-run suggestions) runs inline while it is cheap and on sampler
 threads once it is not (:mod:`~daskopt.engine.sampling`), so a slow sampler never delays the reports and
@@ -42,6 +43,7 @@ from daskopt.engine.pruning import PruneDecider
 from daskopt.engine.sampling import SamplingGate, ask_ahead
 from daskopt.engine.state import Counts, FailFast, TaskState, TimelineEntry, TrialRun
 from daskopt.engine.tasks import TaskPool
+from daskopt.engine.ticks import LET_FINISH, REQUEUE, TICK_S, Ticks
 from daskopt.engine.trial_channel import TrialChannel
 from daskopt.engine.watchdog import Watchdog
 from daskopt.errors import ChannelUnreachable, ObjectiveError, SchedulerLost
@@ -52,17 +54,14 @@ from daskopt.trial.task import UNREACHABLE
 
 logger = logging.getLogger("daskopt")
 
-TICK_S = 0.25
 # Tasks kept submitted per slot. Idle tasks hold no trial (they ask for one when they start): this only hides
 # Dask's dispatch latency (with 1 per slot the cluster waits for the scheduler between trials).
 LOOKAHEAD = 4
 SHUTDOWN_GRACE_S = 5.0  # longest wait at the end of a call for cancelled objectives to stop
 INTERRUPTED = "Ctrl-C"  # the stop reason of Ctrl-C (the engine's task cancelled)
-# what a stop does with the trials already asked (Engine._stop)
-LET_FINISH, REQUEUE = "finish", "requeue"
 
 
-class Engine(TrialMessages):
+class Engine(TrialMessages, Ticks):
     """Runs one ``optimize()`` call. Create, then ``await run()`` once."""
 
     def __init__(self, study: optuna.Study, objective: Any, client: Client, config: EngineConfig) -> None:
@@ -430,47 +429,3 @@ class Engine(TrialMessages):
         if isinstance(result, str) and result.startswith(UNREACHABLE) and self._stopping is None:
             self._error = ChannelUnreachable(self._channel.unreachable(result.removeprefix(UNREACHABLE)))
             self._error_stop(str(self._error))
-
-    # ---------------------------------------------------------------------------- the tick
-    async def _tick_forever(self) -> None:
-        while True:
-            await asyncio.sleep(TICK_S)
-            self._tick()
-
-    def _tick(self) -> None:
-        now = time.monotonic()
-        lost = self._watchdog.scheduler_lost(now)
-        if lost is not None and self._error is None:
-            self._error = lost
-            self._stop("the Dask scheduler is gone", running=FAIL_RUNNING)
-        if self._deadline is not None and now >= self._deadline and self._stopping is None:
-            timeout = self.config.timeout
-            assert timeout is not None
-            self._stop(f"timeout of {timeout.seconds:g}s reached", running=REQUEUE if timeout.hard else LET_FINISH)
-        timed_out, silent = self._watchdog.overdue(self.running.values(), now)
-        for run in timed_out:
-            self._time_out(run)
-        for run in silent:
-            if not run.finished:  # a restart for an earlier one may have ended it
-                self._silent(run)
-        self._watchdog.check(now)
-        self._progress.update(self.counts, len(self.running))
-        self._fill()
-
-    def _silent(self, run: TrialRun) -> None:
-        """A trial unheard of for ``heartbeat_timeout``: lost. Its worker (frozen, partitioned) is restarted
-        when possible, since the Dask tasks it holds would otherwise keep counting as queued work."""
-        worker = run.worker
-        if run.conn is not None:
-            run.conn.close()
-        self._lost(run, f"no heartbeat for {self.config.failures.heartbeat_timeout:g}s")
-        if worker and worker not in self._watchdog.restarting:
-            logger.warning("daskopt: worker %s went silent; restarting it", worker)
-            self._watchdog.restart(worker)
-
-    def _time_out(self, run: TrialRun) -> None:
-        """FAIL an overrunning trial and tell it to stop; if it ignores that, its worker is restarted."""
-        if run.conn is not None and not run.conn.closed:
-            run.conn.send([events.CANCEL, "trial_timeout"])
-            self._watchdog.watch(run.conn, self.config.failures.hung_grace_s)
-        self._tell(run, TrialState.FAIL, reason=f"trial_timeout of {self.config.failures.trial_timeout:g}s exceeded")
