@@ -231,12 +231,13 @@ class Elastic:
     total batch and learning-rate factor from ``trial.elastic`` (docs/gpu.md, "Elastic trials").
 
     Args:
-        min_replicas / max_replicas: the replicas a trial may have; ``max_replicas`` is also capped by the
-            largest worker's ``GPU_SLOT``.
+        min_replicas: the fewest replicas a trial runs with (it waits until that many slots are free).
+        max_replicas: the most replicas a trial may have; also capped by the largest worker's ``GPU_SLOT``.
         initial_batch: the total batch the trial's hyperparameters were tuned for (``M0``); with it the batch
             follows the allocation (up to ``max_batch`` and ``max_per_replica_batch`` per replica) where the
             measured gradient noise scale says a larger one pays; without it the batch is the objective's own.
-        max_batch / max_per_replica_batch: limits of the total and the per-replica batch.
+        max_batch: the largest total batch.
+        max_per_replica_batch: the largest batch of one replica (what fits in its memory).
         lr_rule: how the learning rate follows the batch ``M``: ``adascale`` (the gain
             ``(φ/M0 + 1) / (φ/M + 1)`` with the measured noise scale ``φ``), ``linear`` (``M / M0``), ``sqrt``
             (``sqrt(M / M0)``) or ``none``; read it as ``trial.elastic.lr_scale``.
