@@ -11,7 +11,10 @@ same cluster, in the same run. Targets: 1,000 at once within 1.25x raw Dask, ``s
 and p99 < 50 ms; 2,000 at once within 1.5x.
 
 Prints ``RESULT concurrency n=<N> ratio_vs_dask=<x> prune_p50_ms=<a> prune_p99_ms=<b>`` for each N,
-then the usual summary line. ``--quick``: N = 200, 500, 1000; full: N = 200, 500, 1000, 2000.
+then the usual summary line. ``--quick``: N = 200, 500, 1000; full: N = 200, 500, 1000, 2000. With
+``--compare-connections`` (run as ``python -m benchmarks.concurrency``), each size also runs with a
+connection per trial (``DASKOPT_CHANNEL_LINK=0``, the way before one link per worker process); with
+``--dask-profiler-off``, Dask's worker profiler is off on both sides.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import logging
 import time
 from typing import Any
 
+import dask
 import optuna
 from distributed import Client, LocalCluster, wait
 
@@ -85,7 +89,17 @@ def with_daskopt(client: Client, n: int, step_s: float = STEP_S) -> dict[str, An
     }
 
 
-def one_size(n: int, step_s: float = STEP_S) -> dict[str, Any]:
+def _per_trial_connections(on: bool) -> None:
+    """On a worker: each trial opens a connection of its own to the loop (the way before links), or not."""
+    import os
+
+    if on:
+        os.environ["DASKOPT_CHANNEL_LINK"] = "0"
+    else:
+        os.environ.pop("DASKOPT_CHANNEL_LINK", None)
+
+
+def one_size(n: int, step_s: float = STEP_S, compare_connections: bool = False) -> dict[str, Any]:
     with (
         LocalCluster(
             n_workers=N_WORKERS,
@@ -100,8 +114,13 @@ def one_size(n: int, step_s: float = STEP_S) -> dict[str, Any]:
         client.run(_quiet_worker)
         dask_s = raw_dask(client, 2 * n, step_s)
         ours = with_daskopt(client, n, step_s)
+        if compare_connections:  # the same study with a connection per trial instead of one per process
+            client.run(_per_trial_connections, True)
+            apart = with_daskopt(client, n, step_s)
+            client.run(_per_trial_connections, False)
     fields = {
         "n": n,
+        "dask_profiler": "on" if dask.config.get("distributed.worker.profile.enabled") else "off",
         "ratio_vs_dask": ratio(ours["wall_s"], dask_s),
         "prune_p50_ms": ours["prune_p50_ms"],
         "prune_p99_ms": ours["prune_p99_ms"],
@@ -110,14 +129,19 @@ def one_size(n: int, step_s: float = STEP_S) -> dict[str, Any]:
         "complete": ours["complete"],
         "lost": ours["lost"],
     }
+    if compare_connections:
+        fields["per_trial_connections_ratio"] = ratio(apart["wall_s"], dask_s)
+        fields["per_trial_connections_p50_ms"] = apart["prune_p50_ms"]
+        fields["per_trial_connections_p99_ms"] = apart["prune_p99_ms"]
+        fields["per_trial_connections_lost"] = apart["lost"]
     print(result_line(NAME, fields), flush=True)
     return fields
 
 
-def run(settings: Settings, sizes: list[int] | None = None) -> dict[str, Any]:
+def run(settings: Settings, sizes: list[int] | None = None, compare_connections: bool = False) -> dict[str, Any]:
     sizes = sizes or settings.pick(smoke=[8], quick=[200, 500, 1000], full=[200, 500, 1000, 2000])
     step_s = settings.pick(smoke=0.02, quick=STEP_S, full=STEP_S)  # the smoke run only checks that it runs
-    results = [one_size(n, step_s) for n in sizes]
+    results = [one_size(n, step_s, compare_connections) for n in sizes]
     summary: dict[str, Any] = {}
     for fields in results:
         n = fields["n"]
@@ -133,4 +157,11 @@ if __name__ == "__main__":
     from benchmarks.common import quiet
 
     quiet()
-    run(Settings(mode="full"), [int(a) for a in sys.argv[1:]] or None)
+    # python -m benchmarks.concurrency [N ...] [--compare-connections]: sizes, and the same study with a
+    # connection per trial (as before links) beside it
+    # --dask-profiler-off: Dask's worker profiler off on both sides (docs/architecture.md: it walks every
+    # task thread's stack every 10 ms, which workers running hundreds of trials should not pay)
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if "--dask-profiler-off" in sys.argv:
+        dask.config.set({"distributed.worker.profile.enabled": False})
+    run(Settings(mode="full"), [int(a) for a in args] or None, "--compare-connections" in sys.argv)

@@ -84,6 +84,13 @@ def latest_frozen(trial: optuna.Trial) -> FrozenTrial | None:
     return None if get is None else get()
 
 
+def reported_values(trial: optuna.Trial) -> dict[int, float] | None:
+    """The running trial's reports by step, as ``report`` keeps them (read only: it is the trial's own dict);
+    ``None`` where this Optuna keeps them elsewhere."""
+    values = getattr(getattr(trial, "_cached_frozen_trial", None), "intermediate_values", None)
+    return values if isinstance(values, dict) else None
+
+
 def enqueued_params(trial: FrozenTrial) -> dict[str, Any]:
     """The parameters a WAITING trial was enqueued with."""
     return dict(trial.system_attrs.get("fixed_params", {}))

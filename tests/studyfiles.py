@@ -109,7 +109,10 @@ def wait_for_finished(journal: Path, load: Callable[[], optuna.Study], count: in
     """Return once the study in ``journal`` holds ``count`` finished trials; fail the test after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if journal.exists() and sum(t.state.is_finished() for t in load().trials) >= count:
-            return
+        try:
+            if journal.exists() and sum(t.state.is_finished() for t in load().trials) >= count:
+                return
+        except KeyError:  # the journal is there, the study's record not yet
+            pass
         time.sleep(0.2)
     raise AssertionError(f"{journal.name} did not reach {count} finished trials within {timeout_s:g}s")

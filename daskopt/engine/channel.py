@@ -2,14 +2,16 @@
 
 Why not ``distributed.Queue``/``Variable`` or an Actor: each of those goes through the scheduler and costs
 0.6-1.2 ms per message on a 2-core box, while a plain TCP stream with ``TCP_NODELAY`` costs ~0.09 ms
-(DESIGN.md, measured facts). So the loop listens on a TCP port in the client process and every trial
-task opens one connection to it.
+(DESIGN.md, measured facts). So the loop listens on a TCP port in the client process, and each worker
+process opens one connection to it (a *link*, :mod:`daskopt.trial.link`) that carries a channel per trial
+task; a task may also open a connection of its own (``DASKOPT_CHANNEL_LINK=0``).
 
 Frames are a 4-byte big-endian length followed by a msgpack array (see :mod:`daskopt.protocol.events`).
 The loop side is an asyncio ``Protocol``: one ``data_received`` call may carry many frames, and they are
 handed to the engine as one batch, which is how reports are batched under load without any timer.
-The trial side is a non-blocking socket used by the objective's thread (plus a heartbeat thread that
-only writes, under a lock), waiting in ``poll``.
+The trial side is a non-blocking socket written by the objectives' threads (plus a heartbeat thread that
+only writes, under a lock) and read by the link's reader thread, waiting in ``poll``. A link's answers to
+one batch (one read of its socket, the reports of many trials) leave in one write.
 
 Only connections that present the study's random token in their first frame are served; nothing received
 is ever unpickled. On a TLS cluster the channel is mutual TLS with the cluster's own CA and certificates
@@ -24,30 +26,36 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
+from daskopt.protocol import events
 from daskopt.protocol.framing import FrameDecoder, encode
 
 LISTEN_BACKLOG = 4096
 
 
 class Connection(asyncio.Protocol):
-    """The loop's end of one trial task's connection.
+    """The loop's end of one connection: a trial task's own, or a worker process's link carrying one
+    :class:`Channel` per trial task (:mod:`daskopt.trial.link`; it starts with ``[MUX]``).
 
     ``on_messages(conn, messages)`` receives each batch; ``on_closed(conn)`` fires once when the peer goes
     away (process killed, network gone, normal end). ``state`` is free for the engine to attach its
-    bookkeeping to.
+    bookkeeping to. On a link, ``conn`` is the trial's :class:`Channel`, which offers the same.
     """
 
     def __init__(
         self,
-        on_messages: Callable[[Connection, list[list[Any]]], None],
-        on_closed: Callable[[Connection], None],
+        on_messages: Callable[[Any, list[list[Any]]], None],
+        on_closed: Callable[[Any], None],
+        on_lost: Callable[[Connection], None] | None = None,
     ) -> None:
         self._on_messages = on_messages
         self._on_closed = on_closed
+        self._on_lost = on_lost  # the server's bookkeeping of its connections (links included)
         self._decoder = FrameDecoder()
         self.transport: asyncio.Transport | None = None
         self.state: Any = None
         self.closed = False
+        self._channels: dict[int, Channel] | None = None  # a link's open channels; None: not a link
+        self._corked: list[bytes] | None = None  # a link's frames written while it dispatches a batch
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -62,21 +70,100 @@ class Connection(asyncio.Protocol):
         except Exception:  # garbage on the port: drop the peer, never the loop
             self.close()
             return
-        if messages:
+        if messages and self._channels is None and self.state is None and messages[0] == [events.MUX]:
+            self._channels = {}
+            messages = messages[1:]
+        if self._channels is not None:
+            self._dispatch(messages)
+        elif messages:
             self._on_messages(self, messages)
 
+    def _dispatch(self, frames: list[list[Any]]) -> None:
+        """Hand a link's frames to their channels, a batch per channel, and send what they answer in one
+        write: a worker process's reports are decided together and answered together."""
+        batches: dict[int, list[list[Any]]] = {}
+        ended: list[int] = []
+        for frame in frames:
+            if not isinstance(frame, list) or len(frame) != 2 or not isinstance(frame[0], int):
+                self.close()  # not a link's frame: drop the peer, never the loop
+                return
+            number, message = frame
+            if message is None:
+                ended.append(number)
+            else:
+                batches.setdefault(number, []).append(message)
+        self._corked = []
+        try:
+            for number, batch in batches.items():
+                assert self._channels is not None
+                channel = self._channels.get(number)
+                if channel is None and batch[0][:1] == [events.HELLO]:  # else: late words on a closed channel
+                    channel = self._channels[number] = Channel(self, number)
+                if channel is not None and not channel.closed:
+                    self._on_messages(channel, batch)
+            for number in ended:
+                channel = self._channels.pop(number, None) if self._channels is not None else None
+                if channel is not None and not channel.closed:
+                    channel.closed = True
+                    self._on_closed(channel)
+        finally:
+            corked, self._corked = self._corked, None
+            if corked:
+                self._write(b"".join(corked))
+
+    def _write(self, frame: bytes) -> None:
+        if self._corked is not None:
+            self._corked.append(frame)
+        elif self.transport is not None and not self.transport.is_closing():
+            self.transport.write(frame)
+
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed:
-            self.closed = True
+        if self.closed:
+            return
+        self.closed = True
+        if self._on_lost is not None:
+            self._on_lost(self)
+        if self._channels is None:
             self._on_closed(self)
+            return
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            if not channel.closed:
+                channel.closed = True
+                self._on_closed(channel)
 
     def send(self, message: list[Any]) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(encode(message))
+        self._write(encode(message))
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    def end_channel(self, channel: Channel) -> None:
+        """The loop closed ``channel``: the worker hears it, and ``on_closed`` fires soon, as for a
+        connection."""
+        if self._channels is not None and self._channels.pop(channel.number, None) is not None:
+            self._write(encode([channel.number, None]))
+            asyncio.get_running_loop().call_soon(self._on_closed, channel)
+
+
+class Channel:
+    """One trial task's channel on a worker process's link: to the engine, a connection of its own."""
+
+    def __init__(self, link: Connection, number: int) -> None:
+        self.link = link
+        self.number = number
+        self.state: Any = None
+        self.closed = False
+
+    def send(self, message: list[Any]) -> None:
+        if not self.closed:
+            self.link._write(encode([self.number, message]))
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.link.end_channel(self)
 
 
 class ChannelServer:
@@ -108,13 +195,9 @@ class ChannelServer:
         return f"{'tls://' if self._ssl else ''}{self._host}:{port}"
 
     def _make_connection(self) -> Connection:
-        conn = Connection(self._on_messages, self._closed)
+        conn = Connection(self._on_messages, self._on_closed, self.connections.discard)
         self.connections.add(conn)
         return conn
-
-    def _closed(self, conn: Connection) -> None:
-        self.connections.discard(conn)
-        self._on_closed(conn)
 
     async def close(self) -> None:
         if self._server is not None:

@@ -31,6 +31,9 @@ Loop -> trial
     ``[VALUE, request_id, value]``    answer to ``SUGGEST``
     ``[REFUSED, request_id, message]``  ``SUGGEST`` failed in the loop (e.g. incompatible distribution)
     ``[CANCEL, reason]``              the loop has ended this trial (study timeout, trial timeout, Ctrl-C)
+
+A worker process's link (:mod:`daskopt.trial.link`) starts with ``[MUX]``; after it, every frame either way
+is ``[channel, message]``, each channel speaking the protocol above (``message`` ``None``: closed).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ WARN = 16
 CHECKPOINT = 17
 RESTORED = 18
 PROFILE = 19
+MUX = 20
 
 ASSIGN = 10
 STOP = 11

@@ -18,6 +18,7 @@ from daskopt.protocol import events
 from daskopt.protocol.framing import ChannelClosed, FrameDecoder, encode
 
 _READABLE, _WRITABLE = getattr(select, "POLLIN", 1), getattr(select, "POLLOUT", 4)  # Windows has no poll
+_HEARTBEAT = encode([events.HEARTBEAT])
 
 
 class LoopChannel(Protocol):
@@ -103,11 +104,16 @@ class TrialConnection:
         """A HEARTBEAT frame if the socket takes it now. Skipped when another thread is sending (that message
         says as much) or when the buffer is full (the loop is not reading it: waiting would only hold up the
         beats of the process's other connections)."""
-        if self.closed or not self._lock.acquire(blocking=False):
+        self.send_if_free(_HEARTBEAT)
+
+    def send_if_free(self, frame: bytes, wait: float = 0.0) -> None:
+        """Send ``frame`` if the lock is free within ``wait`` seconds and the socket has room now; else skip
+        it. Errors only mark the connection closed."""
+        if self.closed or not self._lock.acquire(timeout=wait if wait > 0 else -1, blocking=wait > 0):
             return
         try:
             if _Poller(self._sock, _WRITABLE).wait(0):  # room for a few bytes: the send completes at once
-                self._send_rest(memoryview(encode([events.HEARTBEAT])))
+                self._send_rest(memoryview(frame))
         except (OSError, ChannelClosed):
             self.closed = True
         finally:

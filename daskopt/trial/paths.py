@@ -14,6 +14,7 @@ long timeout before it takes the relay.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import struct
 from typing import Any
@@ -24,6 +25,7 @@ from daskopt.protocol import events
 from daskopt.protocol.framing import encode
 from daskopt.relay.trial_end import open_relay
 from daskopt.trial.connection import LoopChannel, TrialConnection
+from daskopt.trial.link import open_link_channel
 
 CONNECT_TIMEOUT_S = 3.0  # to the direct channel when the relay is there to fall back on
 BUSY_CONNECT_TIMEOUT_S = 30.0  # to a direct channel this process has reached before
@@ -43,7 +45,7 @@ def open_channel(address: str | None, route: str | None) -> LoopChannel:
         error: OSError | None = None
         for timeout in timeouts:
             try:
-                conn = TrialConnection(address, timeout=timeout, ssl_context=worker_tls(address))
+                conn = _connect(address, timeout)
             except OSError as exc:
                 error = exc
                 continue
@@ -56,6 +58,14 @@ def open_channel(address: str | None, route: str | None) -> LoopChannel:
     if route is None:
         raise OSError("no path to the engine loop")
     return open_relay(route)
+
+
+def _connect(address: str, timeout: float) -> LoopChannel:
+    """A channel on this process's link to ``address``; a connection of its own with
+    ``DASKOPT_CHANNEL_LINK=0`` (for comparisons: benchmarks/concurrency.py)."""
+    if os.environ.get("DASKOPT_CHANNEL_LINK", "1") == "0":
+        return TrialConnection(address, timeout=timeout, ssl_context=worker_tls(address))
+    return open_link_channel(address, timeout, worker_tls(address))
 
 
 async def probe(address: str, token: str, timeout: float, dask_worker: Any = None) -> str | None:

@@ -233,17 +233,22 @@ class _SlowRandom(optuna.samplers.RandomSampler):
 
 
 class _WatchedASHA(PromotionASHA):
-    """Promotion ASHA that remembers every trial that was promotable while paused."""
+    """Promotion ASHA that keeps the trials promotable while paused, as of its latest decision.
+
+    As of the latest one only: a trial promotable while every slot was busy may drop out of its rung's top
+    as better trials reach the rung, and is then rightly left paused."""
 
     def start(self, *args, **kwargs):
         super().start(*args, **kwargs)
         self.waiting: set[int] = set()
 
     def _note(self):
-        for rung in range(len(self.rungs.steps)):
-            self.waiting |= {
-                n for n in self.rungs.top(rung) if self.paused.get(n) == rung and n not in self.rungs.promoted[rung]
-            }
+        self.waiting = {
+            n
+            for rung in range(len(self.rungs.steps))
+            for n in self.rungs.top(rung)
+            if self.paused.get(n) == rung and n not in self.rungs.promoted[rung]
+        }
 
     def decide(self, report):
         decision = super().decide(report)
@@ -282,5 +287,5 @@ def test_trials_asked_ahead_do_not_keep_a_promotable_trial_paused(eight_slots, t
         tracking={"checkpoint_dir": tmp_path},
         show_progress_bar=False,
     )
-    assert scheduler.waiting == set()  # every trial that became promotable while paused was resumed
+    assert scheduler.waiting == set()  # every trial promotable while paused at the end was resumed
     assert sum(1 for t in study.trials if t.state.name == "COMPLETE" and t.user_attrs.get("paused_at")) >= 1

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from optuna.trial import TrialState
 
-from daskopt.engine.pruning import FinishedTrials, PruneDecider, StepValues
+from daskopt.engine.pruning import FinishedTrials, PercentileRule, PruneDecider, StepValues
 
 PRUNERS = {
     "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
@@ -208,3 +208,20 @@ def test_step_values_give_optunas_percentile_bit_for_bit(values, percentile, n_m
     got = steps.percentile(3, q, n_min_trials)
     assert (math.isnan(got) and math.isnan(expected)) or got == expected
     assert math.isnan(steps.percentile(5, q, 1))  # a step nobody reported
+
+
+def test_only_optunas_own_percentile_pruners_are_decided_by_the_engine():
+    """A subclass may decide otherwise, so it keeps Optuna's path; a multi-objective study (whose trials
+    cannot report) still gets a decider with the default MedianPruner."""
+
+    class Stricter(optuna.pruners.MedianPruner):
+        def prune(self, study, trial):
+            return True
+
+    assert PercentileRule.of(optuna.pruners.MedianPruner(n_warmup_steps=2)) == PercentileRule(50.0, 5, 2, 1, 1)
+    assert PercentileRule.of(Stricter()) is None
+    study = optuna.create_study(pruner=Stricter())
+    trial = study.ask()
+    trial.report(1.0, 0)
+    assert PruneDecider(study).should_prune(trial) is True  # the subclass's own answer
+    PruneDecider(optuna.create_study(directions=["minimize", "maximize"]))

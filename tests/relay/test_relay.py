@@ -138,14 +138,14 @@ def _refuse_direct_connections() -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise ConnectionRefusedError(111, "Connection refused")
 
-    paths.__dict__.setdefault("_real_connection", paths.TrialConnection)
-    paths.TrialConnection = refuse  # type: ignore[assignment,misc]
+    paths.__dict__.setdefault("_real_connect", paths._connect)
+    paths._connect = refuse  # type: ignore[assignment]
 
 
 def _allow_direct_connections() -> None:
     import daskopt.trial.paths as paths
 
-    paths.TrialConnection = paths.__dict__.pop("_real_connection", paths.TrialConnection)  # type: ignore[misc]
+    paths._connect = paths.__dict__.pop("_real_connect", paths._connect)  # type: ignore[assignment]
 
 
 def test_a_task_that_cannot_reach_the_loop_ends_a_direct_call_with_the_reason(client):

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from daskopt.trial import paths
-from daskopt.trial.connection import TrialConnection
+from daskopt.trial.link import LinkChannel
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_a_slow_connect_to_a_known_address_waits_instead_of_taking_the_relay(cle
     paths._reached.add(address)  # the probe got through earlier
     try:
         conn = paths.open_channel(address, route="a-route-never-used")
-        assert isinstance(conn, TrialConnection)
+        assert isinstance(conn, LinkChannel)  # a channel on this process's link to the loop
         assert address not in paths._unreachable
         conn.close(linger=0)
     finally:
