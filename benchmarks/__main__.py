@@ -33,6 +33,7 @@ BENCHMARKS = (
     "pbt_digits",
     "suspend_resume",
     "elastic",
+    "elastic_digits",
     "launch_start",
     "scale",
     "concurrency",
