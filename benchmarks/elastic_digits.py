@@ -34,7 +34,7 @@ from typing import Any
 import optuna
 
 from benchmarks.common import ROOT, Settings, run_daskopt
-from benchmarks.elastic import slot_cluster
+from benchmarks.elastic import against_best_fixed, slot_cluster
 
 NAME = "elastic_digits"
 DESCRIPTION = "the digits CNN on real gloo replicas: elastic vs fixed replicas per trial (completion time)"
@@ -154,19 +154,13 @@ def run(settings: Settings) -> dict[str, Any]:
             results[name] = run_arm(client, slots, points, epochs, replicas)
             shown = {k: v for k, v in results[name].items() if k != "done"}
             print(f"  {name}: {shown}", flush=True)
-    fixed = {name: r for name, r in results.items() if name != "elastic"}
-    best = min(fixed, key=lambda name: fixed[name]["mean_jct_s"])
-    elastic = results["elastic"]
     written = None if settings.mode == "smoke" else figure(results, str(ROOT / "benchmarks" / "elastic_digits.png"))
+    summary = against_best_fixed(results)
     return {
-        "mean_jct_gain": 1 - elastic["mean_jct_s"] / fixed[best]["mean_jct_s"],
-        "makespan_gain": 1 - elastic["makespan_s"] / min(r["makespan_s"] for r in fixed.values()),
-        "elastic_mean_jct_s": elastic["mean_jct_s"],
-        "best_fixed": best,
-        "best_fixed_mean_jct_s": fixed[best]["mean_jct_s"],
-        "elastic_accuracy": elastic["accuracy"],
-        "best_fixed_accuracy": fixed[best]["accuracy"],
-        "resizes": elastic["resizes"],
+        **summary,
+        "elastic_accuracy": results["elastic"]["accuracy"],
+        "best_fixed_accuracy": results[summary["best_fixed"]]["accuracy"],
+        "resizes": results["elastic"]["resizes"],
         "cores": os.cpu_count(),
         "slots": slots,
         "trials": len(points),

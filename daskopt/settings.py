@@ -277,15 +277,7 @@ class Elastic:
     @classmethod
     def coerce(cls, value: Elastic | Mapping[str, Any] | None) -> Elastic | None:
         """``optimize(elastic=...)``: ``None`` (fixed-size trials), a dict of the fields, or the object."""
-        if value is None or isinstance(value, cls):
-            return value
-        if isinstance(value, Mapping):
-            known = {f.name for f in fields(cls)}
-            unknown = sorted(set(value) - known)
-            if unknown:
-                raise TypeError(f"daskopt.Elastic: unknown field(s) {unknown}; valid: {', '.join(sorted(known))}")
-            return cls(**value)
-        raise TypeError(f"daskopt.optimize: elastic must be a daskopt.Elastic (or a dict of its fields), got {value!r}")
+        return None if value is None else _settings_object(cls, "elastic", value)
 
 
 SETTINGS_TYPES = {"failures": Failures, "resources": Resources, "tracking": Tracking, "trials": TrialOptions}
@@ -294,8 +286,11 @@ SETTINGS_TYPES = {"failures": Failures, "resources": Resources, "tracking": Trac
 def coerce(name: str, value: Any) -> Any:
     """An ``optimize()`` settings argument as its object: ``None`` gives the defaults, a dict the fields."""
     cls = SETTINGS_TYPES[name]
-    if value is None:
-        return cls()
+    return cls() if value is None else _settings_object(cls, name, value)
+
+
+def _settings_object(cls: type[Any], name: str, value: Any) -> Any:
+    """``value`` as a ``cls``: the object itself, or built from a dict of its fields (an unknown one named)."""
     if isinstance(value, cls):
         return value
     if isinstance(value, Mapping):

@@ -8,6 +8,9 @@ Everything runs in a copy of ``examples/`` (paths in the blocks are relative to 
 file order, so a block that reads what an earlier one wrote (the ablation's trials.csv) finds it.
 A synopsis line names "your study file" as ``study.toml``: it runs against the quickstart's.
 
+After each example's ``daskopt run examples/<name>/study.toml``, the study it stored is checked for what
+the example is meant to show (tests/example_checks.py).
+
 Where a README states how long a command takes (``STATED``), the time it took here is printed beside the
 statement at the end of the run, so a drifting number shows in every CI log; it is not asserted, since a
 shared machine's timings vary (benchmarks/ holds the measured claims).
@@ -27,10 +30,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.example_checks import CHECKS, check_example
+
 ROOT = Path(__file__).resolve().parents[1]
 FILES = [ROOT / "README.md", *sorted((ROOT / "examples").glob("*/README.md"))]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 YOUR_STUDY = "examples/quickstart/study.toml"
+EXAMPLE_RUN = re.compile(r"daskopt run (examples/(\w+)/study\.toml)")  # then tests/example_checks.py checks it
 
 STAND_INS = {  # "# your code" functions, by name: the smallest thing that returns what the block expects
     "train_one_epoch": "import math\n\ndef train_one_epoch(lr):\n    return 1.0 - abs(math.log10(lr) + 3.0) / 10.0\n",
@@ -121,6 +127,7 @@ def test_every_block_is_found_and_every_shell_line_is_run_or_explained():
 def test_blocks_run_as_written(workdir, request):
     ran = 0
     took: dict[str, float] = {}
+    checked: set[str] = set()
     for block in blocks():
         if block.language == "python":
             _run_python(block, workdir)
@@ -136,7 +143,11 @@ def test_blocks_run_as_written(workdir, request):
             took.setdefault(line, time.monotonic() - started)  # the first run: a later one may resume the study
             assert done.returncode == 0, f"{block.name}: `{line}` exited {done.returncode}\n{done.stderr[-3000:]}"
             ran += 1
+            if (example := EXAMPLE_RUN.fullmatch(shlex.join(args[:3]))) and len(args) == 3:
+                check_example(example.group(2), workdir / example.group(1))  # what the example is for
+                checked.add(example.group(2))
     assert ran >= 10
+    assert checked == set(CHECKS), f"examples whose README run was not checked: {sorted(set(CHECKS) - checked)}"
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     for line, stated in STATED.items():
         message = f"README timing: `{line}` took {took[line]:.1f} s here; {stated}"

@@ -22,7 +22,7 @@ import msgpack
 from daskopt.protocol import events
 from daskopt.protocol.framing import ChannelClosed
 from daskopt.relay import scheduler_plugin as plugin
-from daskopt.trial.connection import LoopChannel, TrialConnection
+from daskopt.trial.connection import LoopChannel, TrialConnection, next_message
 
 MAX_UNSENT = 4096  # frames handed over but not written yet; a sender beyond it waits (as on a full socket)
 
@@ -136,16 +136,7 @@ class RelayedTrialConnection:
 
     def receive(self, timeout: float | None = None) -> list[Any] | None:
         """Next message; ``None`` when ``timeout`` passes first (``0`` polls without waiting)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._changed:
-            while not self._inbox:
-                if self.closed:
-                    raise ChannelClosed("the engine loop closed the connection")
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return None
-                self._changed.wait(left)
-            return self._inbox.popleft()
+        return next_message(self._changed, self._inbox, lambda: self.closed, timeout)
 
     def close(self, linger: float = 2.0) -> None:
         """Say goodbye after everything sent, and wait (at most ``linger``) for the scheduler to close its end,

@@ -12,6 +12,8 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from daskopt.protocol import events
@@ -35,6 +37,23 @@ class LoopChannel(Protocol):
     def receive(self, timeout: float | None = None) -> list[Any] | None: ...
 
     def close(self, linger: float = 2.0) -> None: ...
+
+
+def next_message(
+    ready: threading.Condition, inbox: deque[list[Any]], closed: Callable[[], bool], timeout: float | None
+) -> list[Any] | None:
+    """The next message of ``inbox``, which another thread fills under ``ready`` (and notifies); ``None`` when
+    ``timeout`` passes first (``0`` polls), ``ChannelClosed`` once ``closed()`` and nothing is left."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with ready:
+        while not inbox:
+            if closed():
+                raise ChannelClosed("the engine loop closed the connection")
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            ready.wait(left)
+        return inbox.popleft()
 
 
 class TrialConnection:

@@ -21,13 +21,12 @@ import itertools
 import os
 import ssl
 import threading
-import time
 from collections import deque
 from typing import Any
 
 from daskopt.protocol import events
 from daskopt.protocol.framing import ChannelClosed, encode
-from daskopt.trial.connection import TrialConnection
+from daskopt.trial.connection import TrialConnection, next_message
 
 HEARTBEAT_WAIT_S = 0.05  # a beat waits this long for the link's lock (another trial's send) before it skips
 
@@ -156,16 +155,7 @@ class LinkChannel:
 
     def receive(self, timeout: float | None = None) -> list[Any] | None:
         """Next message; ``None`` when ``timeout`` passes first (``0`` polls without waiting)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._ready:
-            while not self._inbox:
-                if self.closed:
-                    raise ChannelClosed("the engine loop closed the connection")
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return None
-                self._ready.wait(left)
-            return self._inbox.popleft()
+        return next_message(self._ready, self._inbox, lambda: self.closed, timeout)
 
     def close(self, linger: float = 2.0) -> None:
         """Tell the loop this channel is done; the link stays for the process's other trials. Nothing is

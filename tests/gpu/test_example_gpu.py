@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.example_checks import run_example
 from tests.gpu import needs_cuda, needs_dask_cuda
-from tests.test_examples import run_example
 
 pytestmark = [*needs_cuda, needs_dask_cuda, pytest.mark.slow]
 
