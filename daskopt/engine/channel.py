@@ -84,7 +84,7 @@ class Connection(asyncio.Protocol):
         batches: dict[int, list[list[Any]]] = {}
         ended: list[int] = []
         for frame in frames:
-            if not isinstance(frame, list) or len(frame) != 2 or not isinstance(frame[0], int):
+            if not _link_frame(frame):
                 self.close()  # not a link's frame: drop the peer, never the loop
                 return
             number, message = frame
@@ -145,6 +145,16 @@ class Connection(asyncio.Protocol):
         if self._channels is not None and self._channels.pop(channel.number, None) is not None:
             self._write(encode([channel.number, None]))
             asyncio.get_running_loop().call_soon(self._on_closed, channel)
+
+
+def _link_frame(frame: Any) -> bool:
+    """``[channel, message]``: a channel number, and a message (a non-empty list) or ``None``."""
+    return (
+        isinstance(frame, list)
+        and len(frame) == 2
+        and isinstance(frame[0], int)
+        and (frame[1] is None or (isinstance(frame[1], list) and len(frame[1]) > 0))
+    )
 
 
 class Channel:

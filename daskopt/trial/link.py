@@ -56,12 +56,6 @@ def open_link_channel(address: str, timeout: float, ssl_context: ssl.SSLContext 
         return link.open_channel()
 
 
-def open_links() -> int:
-    """Links this process holds open (tests)."""
-    with _links_lock:
-        return sum(1 for link in _links.values() if not link.closed)
-
-
 class Link:
     """A connection to the loop shared by this process's trials, and the thread that reads it."""
 
@@ -71,7 +65,11 @@ class Link:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self.closed = False
-        conn.send([events.MUX])
+        try:
+            conn.send([events.MUX])
+        except ChannelClosed:
+            conn.close(linger=0)
+            raise
         self._reader = threading.Thread(target=self._read_forever, name="daskopt-link", daemon=True)
         self._reader.start()
 

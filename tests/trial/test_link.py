@@ -14,8 +14,9 @@ import pytest
 
 from daskopt.engine.channel import Channel, ChannelServer
 from daskopt.protocol import events
-from daskopt.protocol.framing import ChannelClosed
+from daskopt.protocol.framing import ChannelClosed, encode
 from daskopt.trial import link
+from daskopt.trial.connection import TrialConnection
 
 
 @dataclass
@@ -175,3 +176,15 @@ def test_when_the_loop_goes_every_channel_hears_it_and_the_next_task_connects_ag
     _hello(again, 9)
     assert len(echo_loop.server.connections) == 1
     again.close()
+
+
+@pytest.mark.parametrize("frame", [[1, 5], [1, []], ["one", [1]], [1, [1], 2], 7])
+def test_a_link_sending_garbage_is_dropped_and_the_loop_goes_on(echo_loop, frame):
+    bad = TrialConnection(echo_loop.address)
+    bad.send_frame(encode([events.MUX]) + encode(frame))
+    with pytest.raises(ChannelClosed):
+        bad.receive(timeout=5)  # the loop closed it
+    bad.close(linger=0)
+    good = link.open_link_channel(echo_loop.address, 5, None)
+    _hello(good, 1)  # the loop still serves
+    good.close()
