@@ -18,7 +18,13 @@ from daskopt.arguments import check_callbacks, check_catch, check_optimize_argum
 from daskopt.engine.config import Callback, EngineConfig, ServiceStarter
 from daskopt.engine.loop import Engine
 from daskopt.engine.repeats import expand_repeats
-from daskopt.engine.slots import check_elastic, check_resources, cluster_slots, elastic_slots
+from daskopt.engine.slots import (
+    check_elastic,
+    check_resources,
+    cluster_slots,
+    elastic_slots,
+    warn_profiled_busy_workers,
+)
 from daskopt.schedulers.base import Scheduler, check_scheduler
 from daskopt.settings import (
     Dashboard,
@@ -130,6 +136,7 @@ def optimize(
         else:
             slots = n_concurrent or cluster_slots(active, resources=request)  # waits for a first worker
             check_resources(active, request)
+            warn_profiled_busy_workers(active, slots)
         config = EngineConfig(
             n_concurrent=slots,
             n_trials=n_trials,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,8 @@ from daskopt.gpu.trial import GPU_RESOURCE
 
 if TYPE_CHECKING:
     from daskopt.settings import Elastic, Resources
+
+logger = logging.getLogger("daskopt")
 
 
 def cluster_slots(client: Client, wait_s: float = 60.0, resources: dict[str, float] | None = None) -> int:
@@ -55,6 +58,37 @@ def check_resources(client: Client, resources: dict[str, float] | None) -> None:
                 f"trials request resource {name}={amount}, but no worker offers that much (largest: {best}); "
                 f"start workers with `--resources {name}=...` or lower the request"
             )
+
+
+BUSY_WORKER_TRIALS = 64  # trials at once on one worker process from which Dask's profiler is worth a word
+
+
+def warn_profiled_busy_workers(client: Client, n_concurrent: int) -> None:
+    """One line when a worker process may run ``BUSY_WORKER_TRIALS`` or more trials at once with Dask's
+    worker profiler on. Every 10 ms it walks the stack of each thread running a task, twice: with 500
+    trials on a worker process it held half of that process's GIL (benchmarks/concurrency.py, 2,000 at
+    once: 2.0x raw Dask's time with it, 1.7x without). daskopt leaves the cluster's configuration alone."""
+    nthreads = client.nthreads()
+    busiest = min(max(nthreads.values(), default=0), n_concurrent)
+    if busiest < BUSY_WORKER_TRIALS:
+        return
+    try:
+        profiled = client.run(_profiler_on, on_error="return")
+    except Exception:  # a worker left meanwhile: this is advice, not a check
+        return
+    if any(on is True for on in profiled.values()):
+        logger.warning(
+            "daskopt: up to %d trials at once on a worker process, with Dask's worker profiler on: it walks "
+            "every running trial's stack every 10 ms, which at this scale costs the workers more than the "
+            "trials' own messages; set distributed.worker.profile.enabled: false in the workers' Dask "
+            "config (or a longer distributed.worker.profile.interval)",
+            busiest,
+        )
+
+
+def _profiler_on(dask_worker: Any = None) -> bool:
+    """On a worker (``client.run``): whether its profiler runs."""
+    return dask_worker is not None and "profile" in getattr(dask_worker, "periodic_callbacks", {})
 
 
 def elastic_slots(client: Client, wait_s: float = 60.0) -> tuple[int, int]:
