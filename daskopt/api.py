@@ -37,7 +37,7 @@ from daskopt.settings import (
     coerce,
     coerce_timeout,
 )
-from daskopt.tracking import study_loggers, tracking_settings, warm_up
+from daskopt.tracking import study_ends_overlapped, study_loggers, tracking_settings, warm_up
 
 Objective = Callable[[Any], Any]
 
@@ -185,7 +185,8 @@ def _client_for(client: Client | None) -> Iterator[Client]:
     if active is not None:
         yield active
         return
-    with LocalCluster(processes=True, threads_per_worker=1, dashboard_address=":0") as cluster:
+    # the W&B study run finishes while the private cluster closes, and before the call returns
+    with study_ends_overlapped(), LocalCluster(processes=True, threads_per_worker=1, dashboard_address=":0") as cluster:
         with Client(cluster) as local:
             yield local
 

@@ -25,7 +25,7 @@ from daskopt.runner.storage import open_study
 from daskopt.settings import Dashboard, Elastic, Failures, Resources, Timeout, Tracking, TrialOptions
 from daskopt.space import to_distributions
 from daskopt.spec import StudySpec
-from daskopt.tracking import spec_wandb_option, tracking_settings, warm_up
+from daskopt.tracking import spec_wandb_option, study_ends_overlapped, tracking_settings, warm_up
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,8 @@ def run_study(
     tracking = settings["tracking"]
     # W&B's start-up in this process runs while the cluster starts (optimize() warms the workers)
     warm_up(tracking_settings(spec.study.name, wandb=tracking.wandb, output_dir=tracking.output_dir))
-    # the cluster first: a cluster that fails leaves no study behind
-    with open_client(spec.cluster, address, elastic=spec.elastic) as client:
+    # the cluster first: a cluster that fails leaves no study behind; W&B's study run finishes while it closes
+    with study_ends_overlapped(), open_client(spec.cluster, address, elastic=spec.elastic) as client:
         study = open_study(spec, create=True)
         first_number = len(study.get_trials(deepcopy=False))
         recovered = recover_interrupted(study)

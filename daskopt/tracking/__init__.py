@@ -18,6 +18,7 @@ from daskopt.tracking.base import (
     TrialLogger,
     TrialLoggers,
     TrialStart,
+    study_ends_overlapped,
 )
 from daskopt.tracking.jsonl import JsonlStudyLogger
 from daskopt.tracking.wandb_logger import (
@@ -40,6 +41,7 @@ __all__ = [
     "WandbStudyLogger",
     "WandbTrialLogger",
     "spec_wandb_option",
+    "study_ends_overlapped",
     "study_loggers",
     "tracking_settings",
     "trial_loggers",

@@ -20,12 +20,12 @@ output folder), uploaded later with ``wandb sync``. The API key is never read, p
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
 import logging
 import netrc
 import os
+import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -163,14 +163,31 @@ def import_wandb() -> Any:
         import wandb
     except ImportError:
         raise ImportError(f"W&B logging needs the wandb package here; install it with: {INSTALL_HINT}") from None
+    _skip_unstaged_launch_inputs(wandb)
     return wandb
 
 
-# Imported by every wandb.init (wandb 0.31: launch-job inputs); the first import costs 0.3-0.8 s of CPU, more
-# the more modules the process holds, as pydantic scans sys.modules per model. Warming imports it early.
-_IMPORTED_BY_INIT = "wandb.sdk.launch.inputs.internal"
+# Every wandb.init (wandb 0.31) imports W&B Launch's job-input module to apply the inputs a Launch job staged,
+# and that first import costs 0.3-0.8 s of CPU per process, more the more modules the process holds
+# (pydantic scans sys.modules per model). Inputs can only be staged through that module, so while no one
+# has imported it there is nothing to apply: the call is skipped then, and made as before otherwise.
+_LAUNCH_INPUTS = "wandb.sdk.launch.inputs.internal"
 _warm_lock = threading.Lock()
 _warm_thread: threading.Thread | None = None
+
+
+def _skip_unstaged_launch_inputs(wandb: Any) -> None:
+    run_class: Any = getattr(getattr(getattr(wandb, "sdk", None), "wandb_run", None), "Run", None)
+    apply_inputs = getattr(run_class, "_detect_and_apply_job_inputs", None)
+    if apply_inputs is None or getattr(apply_inputs, "_daskopt_lazy", False):
+        return  # another wandb version: its own behaviour, unchanged
+
+    def apply_staged_inputs(run: Any) -> None:
+        if _LAUNCH_INPUTS in sys.modules:
+            apply_inputs(run)
+
+    apply_staged_inputs._daskopt_lazy = True  # type: ignore[attr-defined]
+    run_class._detect_and_apply_job_inputs = apply_staged_inputs
 
 
 def warm_up() -> None:
@@ -194,8 +211,7 @@ def _warm() -> None:
     try:
         import wandb
 
-        with contextlib.suppress(ImportError):
-            importlib.import_module(_IMPORTED_BY_INIT)
+        _skip_unstaged_launch_inputs(wandb)
         wandb.setup()
     except Exception as exc:  # e.g. wandb-core cannot start here: the first run says so, with its context
         logger.debug("daskopt: W&B warm-up failed: %s: %s", type(exc).__name__, exc)

@@ -21,7 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from daskopt.tracking import wandb_logger  # through the module: tests replace its start_run
-from daskopt.tracking.base import StudyLogger, warn
+from daskopt.tracking.base import StudyLogger, wait_for_end, warn
 
 logger = logging.getLogger("daskopt.tracking")
 
@@ -44,7 +44,7 @@ class WandbStudyLogger(StudyLogger):
 
     The hooks run on the engine loop and only queue: a :class:`_RunWriter` thread starts the run and
     writes to it, so W&B's start in the driver (over a second on two cores: import, helper process, run)
-    never holds the loop. ``study_end`` waits until the run is finished on disk.
+    never holds the loop. ``study_end`` waits until the run is finished on disk (see :class:`_RunWriter.end`).
     """
 
     def __init__(self, options: Mapping[str, Any]) -> None:
@@ -133,9 +133,10 @@ class _RunWriter:
         self._queue.put(("log", row))
 
     def end(self, summary: dict[str, Any], table: tuple[list[str], list[list[Any]]]) -> None:
-        """Write the summary and the trials table, finish the run, and return once that is done."""
+        """Write the summary and the trials table, finish the run, and return once that is done (or, inside
+        :func:`~daskopt.tracking.base.study_ends_overlapped`, when that is left)."""
         self._queue.put(("end", (summary, table)))
-        self._thread.join()
+        wait_for_end(self._thread)
 
     def _work(self, options: Mapping[str, Any], name: str, config: dict[str, Any]) -> None:
         try:

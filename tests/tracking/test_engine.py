@@ -204,7 +204,7 @@ def _warm_state() -> dict[str, object]:
     return {
         "done": thread is not None and not thread.is_alive(),
         "wandb": "wandb" in sys.modules,
-        "imported_by_init": wandb_logger._IMPORTED_BY_INIT in sys.modules,
+        "launch_inputs": wandb_logger._LAUNCH_INPUTS in sys.modules,  # skipped: nothing staged
         "service": bool(os.environ.get("WANDB_SERVICE")),
     }
 
@@ -227,5 +227,5 @@ def test_warm_up_prepares_wandb_in_every_worker_and_starts_no_run(tmp_path):
             assert time.monotonic() < deadline, client.run(_warm_state)
             time.sleep(0.2)
         states = list(client.run(_warm_state).values())
-    assert states == [{"done": True, "wandb": True, "imported_by_init": True, "service": True}] * 2
+    assert states == [{"done": True, "wandb": True, "launch_inputs": False, "service": True}] * 2
     assert not (tmp_path / "wandb").exists()

@@ -17,8 +17,10 @@ from daskopt.tracking import (
     WandbStudyLogger,
     WandbTrialLogger,
     spec_wandb_option,
+    study_ends_overlapped,
     tracking_settings,
 )
+from daskopt.tracking import base as base_module
 from daskopt.tracking import wandb_logger as wandb_logger_module
 from daskopt.tracking.wandb_logger import resolve_mode, wandb_options
 from tests.tracking.wandb_files import offline_runs
@@ -212,3 +214,47 @@ def test_a_resumed_trial_logs_each_stretch_as_its_own_run_in_order(tmp_path):
     assert sorted(runs) == ["trial-7", "trial-7-part-2", "trial-7-part-3"]
     assert runs["trial-7-part-3"].metric("value") == {4: 4.0, 5: 5.0}
     assert runs["trial-7-part-2"].config["user_attrs"] == {"paused_at": [1]}
+
+
+def test_inside_study_ends_overlapped_the_study_run_finishes_when_the_block_is_left(tmp_path):
+    """``daskopt run`` closes its cluster while the study run finishes; the run is complete on leaving."""
+    options = wandb_options({"mode": "offline"}, study_name="overlap", output_dir=tmp_path)
+    study = optuna.create_study(study_name="overlap")
+    loggers = StudyLoggers([WandbStudyLogger(options)])  # type: ignore[arg-type]
+    with study_ends_overlapped():
+        with study_ends_overlapped():  # nested: only the outermost block waits
+            loggers.study_start(study)
+            _three_trials(loggers, study)
+            loggers.study_end(study)  # returns without waiting for the run to finish
+        (writer,) = base_module._late_ends or []
+    assert not writer.is_alive()  # the block waited for it
+    assert base_module._late_ends is None
+    (run,) = offline_runs(tmp_path, count=1)
+    assert run.exit_code == 0 and run.summary["trials"]["nrows"] == 3
+
+
+LAUNCH_INPUTS_CHECK = """
+import sys
+from daskopt.tracking import wandb_logger
+launch = "wandb.sdk.launch.inputs.internal"
+options = {"project": "p", "group": "g", "mode": "offline", "dir": sys.argv[1]}
+wandb_logger.start_run(options, name="plain", job_type="trial", config={}).finish()
+print("imported by a plain run:", launch in sys.modules)
+from wandb.sdk.launch.inputs import internal
+applied = []
+internal.StagedLaunchInputs.apply = lambda self, run: applied.append(run.name)
+wandb_logger.start_run(options, name="staged", job_type="trial", config={}).finish()
+print("applied once imported:", applied)
+"""
+
+
+def test_runs_skip_the_launch_inputs_module_until_something_could_have_staged_an_input(tmp_path):
+    """``wandb.init`` imports W&B Launch's input module (0.3-0.8 s of CPU) to apply staged inputs; inputs
+    can only be staged through that module, so it is applied exactly when the module is loaded."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", LAUNCH_INPUTS_CHECK, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["imported by a plain run: False", "applied once imported: ['staged']"]
