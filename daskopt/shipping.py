@@ -58,7 +58,31 @@ class _Pickler(cloudpickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, types.ModuleType) and type(obj) is not types.ModuleType and obj.__name__ in sys.modules:
             return importlib.import_module, (obj.__name__,)
+        if isinstance(obj, _LRU_CACHE_WRAPPER) and _travels_by_value(getattr(obj, "__module__", None)):
+            parameters = obj.cache_parameters()
+            return _cached, (obj.__wrapped__, parameters["maxsize"], parameters["typed"])
         return super().reducer_override(obj)
+
+
+# A function under @functools.cache / @lru_cache is a C object that pickle can only name by reference
+# (module.name); in a module that travels by value the worker has no such module to look it up in.
+_LRU_CACHE_WRAPPER = type(functools.lru_cache(maxsize=None)(len))
+
+
+def _travels_by_value(module: str | None) -> bool:
+    """Whether ``module``'s functions are pickled by value here: ``__main__``, or registered (or a parent is)."""
+    if not module:
+        return False
+    if module == "__main__":
+        return True
+    registered = cloudpickle.list_registry_pickle_by_value()
+    parts = module.split(".")
+    return any(".".join(parts[:i]) in registered for i in range(1, len(parts) + 1))
+
+
+def _cached(function: Callable[..., Any], maxsize: int | None, typed: bool) -> Any:
+    """The cached function again, on the worker, with an empty cache of the same size."""
+    return functools.lru_cache(maxsize=maxsize, typed=typed)(function)
 
 
 def _dumps(obj: Any) -> bytes:

@@ -6,6 +6,7 @@ so a distributed drop-in has to ship what the workers lack.
   unless daskopt ships the module by value;
 - an objective whose module raises when imported on a worker: the study must end with an error that
   says so (or run the objective without importing it), never as "trial lost";
+- helpers under ``functools.lru_cache`` in such a module (C objects that pickle names by reference);
 - an objective shipped by value that references ``optuna_integration.XGBoostPruningCallback`` through
   the lazily importing ``optuna_integration`` module (an ``_IntegrationModule``, which plain pickling
   refuses).
@@ -81,6 +82,27 @@ def objective(trial):
     return float(np.mean((booster.predict(dvalid) > 0.5) != LABELS[80:]))
 """
 
+CACHED_HELPERS_OBJECTIVE = """
+import functools
+
+
+@functools.lru_cache(maxsize=4)
+def dataset(n):
+    return [float(i) / n for i in range(n)]
+
+
+@functools.cache
+def fib(k):
+    return k if k < 2 else fib(k - 1) + fib(k - 2)
+
+
+def objective(trial):
+    x = trial.suggest_float("x", -1.0, 1.0)
+    k = trial.suggest_int("k", 1, 12)
+    trial.set_user_attr("dataset_cache", dataset.cache_parameters()["maxsize"])
+    return (x - sum(dataset(8)) / 8) ** 2 + fib(k) / 144
+"""
+
 FAILS_ON_WORKERS = """
 try:
     from distributed import get_worker
@@ -120,6 +142,16 @@ def test_objective_from_a_module_the_workers_cannot_import(client, tmp_path, mon
     runs = run_both(make, module.objective, client, n_trials=6)
     assert set(counts(runs.plain)) <= {"COMPLETE", "PRUNED"}
     assert_same_trials(runs)
+
+
+def test_cached_helpers_in_a_module_the_workers_cannot_import(client, tmp_path, monkeypatch):
+    """``@functools.lru_cache`` / ``@functools.cache`` helpers (a dataset loader, a memoized recursion) in
+    such a module: pickle can only name their C wrappers by reference, so they are rebuilt on the worker
+    around the function shipped by value, with the same cache size."""
+    module = _load(tmp_path, CACHED_HELPERS_OBJECTIVE, monkeypatch)
+    runs = run_both(study_factory(sampler=RANDOM), module.objective, client, n_trials=6)
+    assert counts(runs.plain) == {"COMPLETE": 6}
+    assert_same_trials(runs, fields=("state", "params", "values", "user_attrs"))
 
 
 def test_objective_whose_module_fails_to_import_on_workers(client, tmp_path):
