@@ -132,7 +132,7 @@ def optimize(
         warm_up(trial_tracking, active)  # and in the workers, before their first trial needs it
         if elastic_ is not None:
             capacity = elastic_slots(active)  # waits for a first worker
-            slots = n_concurrent or max(1, capacity[0] // elastic_.min_replicas)
+            slots = n_concurrent or max(1, sum(capacity.values()) // elastic_.min_replicas)
         else:
             slots = n_concurrent or cluster_slots(active, resources=request)  # waits for a first worker
             check_resources(active, request)
@@ -155,7 +155,7 @@ def optimize(
             channel=channel,
             scheduler=scheduler,
             elastic=elastic_,
-            elastic_slots=capacity if elastic_ is not None else (0, 0),
+            elastic_slots=capacity if elastic_ is not None else {},
         )
         expand_repeats(study, trials_.repeats, trials_.seed_base)
         _run(Engine(study, objective, active, config))

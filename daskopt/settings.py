@@ -223,7 +223,7 @@ LR_RULES = ("adascale", "linear", "sqrt", "none")
 
 @dataclass(frozen=True)
 class Elastic:
-    """Elastic trials: each trial's replicas (``GPU_SLOT`` units of one worker) change while it runs.
+    """Elastic trials: each trial's replicas (``GPU_SLOT`` units, on one worker or several) change while it runs.
 
     The loop's allocator (:mod:`daskopt.elastic`) reassigns slots among running and waiting trials by
     their goodput, measured inside each trial (``trial.profile``); a change is a checkpoint at a report
@@ -232,7 +232,8 @@ class Elastic:
 
     Args:
         min_replicas: the fewest replicas a trial runs with (it waits until that many slots are free).
-        max_replicas: the most replicas a trial may have; also capped by the largest worker's ``GPU_SLOT``.
+        max_replicas: the most replicas a trial may have; also capped by the cluster's ``GPU_SLOT`` total (a
+            trial's replicas span workers when no single one has room for them).
         initial_batch: the total batch the trial's hyperparameters were tuned for (``M0``); with it the batch
             follows the allocation (up to ``max_batch`` and ``max_per_replica_batch`` per replica) where the
             measured gradient noise scale says a larger one pays; without it the batch is the objective's own.

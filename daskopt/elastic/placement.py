@@ -17,18 +17,35 @@ class Placement(NamedTuple):
     ``replicas``: its processes (``GPU_SLOT`` units); ``batch_size``: the total batch across them, or
     ``None`` when the study sets no ``initial_batch`` (the objective keeps its own); ``lr_scale``: multiply
     the learning rate tuned at ``initial_batch`` by this (1 without a batch change).
+
+    A stretch whose replicas span several workers names its *group* (``group``, see
+    :mod:`daskopt.elastic.parts`) and the slots of the task that runs the objective (``local``): that task
+    starts ranks ``0 .. local - 1``, tasks on the other workers start the rest.
     """
 
     replicas: int
     batch_size: int | None = None
     lr_scale: float = 1.0
+    group: str | None = None
+    local: int | None = None
+
+    @property
+    def local_replicas(self) -> int:
+        """The ranks (and slots) of the task that runs the objective."""
+        return self.replicas if self.local is None else self.local
 
     def to_wire(self) -> list[Any]:
-        return [self.replicas, self.batch_size, self.lr_scale]
+        wire: list[Any] = [self.replicas, self.batch_size, self.lr_scale]
+        return wire if self.group is None else [*wire, self.group, self.local]
 
     @classmethod
     def from_wire(cls, data: list[Any] | None) -> Placement | None:
-        return None if data is None else cls(int(data[0]), None if data[1] is None else int(data[1]), float(data[2]))
+        if data is None:
+            return None
+        batch = None if data[1] is None else int(data[1])
+        if len(data) > 3 and data[3] is not None:
+            return cls(int(data[0]), batch, float(data[2]), str(data[3]), int(data[4]))
+        return cls(int(data[0]), batch, float(data[2]))
 
     def shard(self, rank: int) -> int:
         """The examples rank ``rank`` takes of each total batch (the first ``batch % replicas`` take one more)."""

@@ -55,7 +55,7 @@ class EngineConfig:
     services: Sequence[ServiceStarter] = ()
     scheduler: Scheduler | None = None  # decides instead of the study's pruner (daskopt.schedulers)
     elastic: Elastic | None = None  # elastic trials: replicas that change while they run (engine/elastic.py)
-    elastic_slots: tuple[int, int] = (0, 0)  # the cluster's GPU_SLOT total, and the most one worker offers
+    elastic_slots: dict[str, int] = field(default_factory=dict)  # GPU_SLOT units by worker address
     channel: str = "auto"  # the trial channel: "auto", "direct" or "relay" (engine/trial_channel.py)
     # engine knobs that are not user settings (tests and benchmarks set them)
     restart_hung_workers: bool = True

@@ -20,11 +20,14 @@ the same free slot. Trials whose objective never checkpoints keep the size they 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from statistics import fmean
+from typing import NamedTuple
 
 from daskopt import attributes
 from daskopt.elastic.allocator import ElasticTrial, plan
@@ -38,14 +41,32 @@ logger = logging.getLogger("daskopt")
 REPLICAS = "replicas"  # user attribute: [[from_step, replicas], ...] of an elastic trial's stretches
 
 
-class ElasticTrials:
-    """The elastic trials of one call. ``capacity``: the cluster's ``GPU_SLOT`` total; ``largest``: the most
-    one worker offers (a trial's replicas share one worker)."""
+class Stretch(NamedTuple):
+    """Where one stretch of a trial runs: ``parts`` as ``(worker, slots)``, the objective's task first, and
+    the ``group`` that joins them when there is more than one (:mod:`daskopt.elastic.parts`)."""
 
-    def __init__(self, settings: Elastic, capacity: int, largest: int) -> None:
+    parts: tuple[tuple[str | None, int], ...]
+    group: str | None
+
+
+class ElasticTrials:
+    """The elastic trials of one call. ``offered``: the ``GPU_SLOT`` units each worker offers. A trial's
+    replicas go to one worker when one has room, else to the fewest that together do."""
+
+    def __init__(
+        self, settings: Elastic, offered: dict[str, int], refresh: Callable[[], dict[str, int]] | None = None
+    ) -> None:
         self.settings = settings
-        self.capacity = capacity
-        self.max_replicas = max(settings.min_replicas, min(settings.max_replicas, largest))
+        self._refresh = refresh  # the workers' GPU_SLOT units now (a call to the scheduler)
+        self.offered = {worker: slots for worker, slots in offered.items() if slots > 0}
+        self.capacity = sum(self.offered.values())
+        self.max_replicas = max(settings.min_replicas, min(settings.max_replicas, self.capacity))
+        self.stretches: dict[int, Stretch] = {}  # trial number -> where its current stretch runs
+        self.parts: dict[int, int] = {}  # task id of a part on another worker -> its trial number
+        self._groups: dict[str, set[int]] = {}  # group -> its part tasks still running
+        self._over: set[str] = set()  # groups whose stretch has ended in the loop's view
+        self._prefix = uuid.uuid4().hex[:8]
+        self._stretch_ids = itertools.count()
         self.models: dict[int, ElasticTrial] = {}  # by checkpoint key: a retried attempt keeps its model
         self.held: dict[int, int] = {}  # trial number -> slots it holds now
         self.size: dict[int, int] = {}  # trial number -> the replicas of its current stretch
@@ -119,11 +140,12 @@ class ElasticTrials:
         changes = plan(candidates, self.capacity - pinned, self.restart_s, now, self.settings.min_interval_s)
         if changes:
             logger.debug(
-                "daskopt: elastic: %s -> %s (pinned %d, free %d)",
+                "daskopt: elastic: %s -> %s (pinned %d, free %d, held %s)",
                 {n: t.replicas for n, t in candidates.items()},
                 changes,
                 pinned,
                 self.capacity - sum(self.held.values()),
+                self.held,
             )
         free = self.capacity - sum(self.held.values())
         for number, replicas in sorted(changes.items(), key=lambda item: item[1] - candidates[item[0]].replicas):
@@ -143,22 +165,114 @@ class ElasticTrials:
                 self.held[number] = replicas
                 self.resizing[number] = replicas
 
-    def submitted(self, task_id: int, run: TrialRun, replicas: int) -> None:
+    # ------------------------------------------------------------------------ where replicas run
+    def split(self, run: TrialRun, replicas: int) -> Stretch:
+        """Where ``run``'s next stretch of ``replicas`` runs: on one worker when one has room (Dask picks it),
+        else on the workers with the most room first, as few as cover them, each part pinned to its worker
+        (two parts queued on one worker would wait for each other). Room is what the workers offer less
+        what the other trials' stretches hold there (this trial's own stretch has ended); before a split
+        the workers are read again, so no part waits for a worker that has left."""
+        free = self._free(run)
+        if any(room >= replicas for room in free.values()) or len(free) <= 1:
+            return Stretch(((None, replicas),), None)
+        if self._refresh is not None:
+            try:
+                self.offered = {worker: slots for worker, slots in self._refresh().items() if slots > 0}
+            except Exception as exc:  # the scheduler did not answer: go on with what was known
+                logger.debug("daskopt: elastic: could not read the workers again: %s", exc)
+            free = self._free(run)
+            if any(room >= replicas for room in free.values()) or len(free) <= 1:
+                return Stretch(((None, replicas),), None)
+        parts: list[tuple[str | None, int]] = []
+        left = replicas
+        for worker in sorted(free, key=lambda w: (-free[w], w)):
+            if left <= 0 or free[worker] <= 0:
+                break
+            parts.append((worker, min(left, free[worker])))
+            left -= parts[-1][1]
+        if left > 0:  # the loop's count and the workers' disagree for a moment: Dask queues the rest
+            biggest = max(self.offered, key=lambda w: (self.offered[w], w))
+            parts.append((biggest, left))
+        if len(parts) == 1:
+            return Stretch(tuple(parts), None)
+        group = f"daskopt-replicas-{self._prefix}-{run.number}-{next(self._stretch_ids)}"
+        return Stretch(tuple(parts), group)
+
+    def _free(self, run: TrialRun) -> dict[str, int]:
+        free = dict(self.offered)
+        for number, stretch in self.stretches.items():
+            if number != run.number:
+                for worker, slots in stretch.parts:
+                    if worker in free:
+                        free[worker] -= slots
+        return free
+
+    def submitted(self, task_id: int, run: TrialRun, replicas: int, stretch: Stretch | None = None) -> None:
         self.starting[task_id] = (run, replicas)
+        if stretch is not None:
+            self.stretches[run.number] = stretch
+            if stretch.group is not None:
+                self._groups[stretch.group] = set()
+
+    def part_submitted(self, task_id: int, run: TrialRun, group: str) -> None:
+        self.parts[task_id] = run.number
+        self._groups[group].add(task_id)
+
+    def part_done(self, task_id: int) -> str | None:
+        """A part's task ended: the group it belonged to when its variables can go (every part ended, and
+        the stretch too), else ``None``."""
+        self.parts.pop(task_id, None)
+        for group, pending in self._groups.items():
+            if task_id in pending:
+                pending.discard(task_id)
+                return self._forget_if_done(group)
+        return None
+
+    def _forget_if_done(self, group: str) -> str | None:
+        if group in self._over and not self._groups.get(group):
+            self._groups.pop(group, None)
+            self._over.discard(group)
+            return group
+        return None
+
+    def end_stretch(self, run: TrialRun) -> tuple[list[int], str | None]:
+        """``run``'s stretch ended in the loop's view: the part tasks to cancel, and its group if its variables
+        can go now."""
+        stretch = self.stretches.pop(run.number, None)
+        if stretch is None or stretch.group is None:
+            return [], None
+        self._over.add(stretch.group)
+        return sorted(self._groups.get(stretch.group, ())), self._forget_if_done(stretch.group)
+
+    @property
+    def groups(self) -> list[str]:
+        """Groups whose variables still exist (deleted by the loop at the end of the call)."""
+        return list(self._groups)
 
     def placement(self, run: TrialRun, replicas: int) -> Placement:
-        """What ``run`` gets with ``replicas``: the total batch the goodput model picks and its learning rate."""
+        """What ``run`` gets with ``replicas``: the total batch the goodput model picks and its learning rate,
+        and its group when its replicas span workers."""
         settings = self.settings
+        stretch = self.stretches.get(run.number)
+        group, local = (stretch.group, stretch.parts[0][1]) if stretch and stretch.group else (None, None)
         if settings.initial_batch is None:
-            return Placement(replicas)
+            return Placement(replicas, group=group, local=local)
         goodput = self.model(run).goodput
         batch = goodput.best(replicas)[1]
         return Placement(
-            replicas, batch, lr_scale(settings.lr_rule, batch, settings.initial_batch, goodput.noise.value)
+            replicas,
+            batch,
+            lr_scale(settings.lr_rule, batch, settings.initial_batch, goodput.noise.value),
+            group,
+            local,
         )
 
-    def began(self, run: TrialRun, replicas: int) -> None:
-        """``run``'s stretch with ``replicas`` was assigned: recorded in its ``replicas`` attribute."""
+    def began(self, run: TrialRun, replicas: int, worker: str | None = None) -> None:
+        """``run``'s stretch with ``replicas`` was assigned (its objective's task on ``worker``): recorded in its
+        ``replicas`` attribute, and where it runs in the loop's count of each worker's room."""
+        stretch = self.stretches.get(run.number)
+        if stretch is not None and worker and stretch.parts[0][0] is None:
+            self.stretches[run.number] = Stretch(((worker, stretch.parts[0][1]),), stretch.group)
         trial = self.model(run)
         trial.changed_at = time.monotonic()
         self.size[run.number] = replicas

@@ -101,7 +101,9 @@ class Engine(TrialMessages, Ticks):
         self._deadline = time.monotonic() + config.timeout.seconds if config.timeout else None
         self._study_logger = config.study_logger or StudyLogger()
         self._movable = Movable(study, config.scheduler)  # paused trials, and the scheduler deciding on them
-        self._elastic = ElasticTrials(config.elastic, *config.elastic_slots) if config.elastic else None
+        self._elastic = (
+            ElasticTrials(config.elastic, config.elastic_slots, self._offered_slots) if config.elastic else None
+        )
 
     # ------------------------------------------------------------------------------- lifecycle
     async def run(self) -> None:
@@ -161,6 +163,8 @@ class Engine(TrialMessages, Ticks):
         while self._waiting:
             self._waiting.popleft().send([events.STOP])
         self._pool.cancel_all()
+        if self._elastic is not None and self._elastic.groups:
+            self._forget_groups(self._elastic.groups, wait=True)
 
     def _stop(self, reason: str, running: str = LET_FINISH) -> None:
         """Ask no more trials. ``running``: what becomes of the trials already asked. ``LET_FINISH`` lets them
@@ -263,9 +267,43 @@ class Engine(TrialMessages, Ticks):
             self._done.set_result(None)
 
     def _start_sized(self, run: TrialRun, replicas: int) -> None:
-        """An elastic trial gets a task holding ``replicas`` slots; it is assigned when the task says HELLO."""
+        """An elastic trial gets a task holding ``replicas`` slots; it is assigned when the task says HELLO.
+        Replicas that no single worker has room for are split: the task on the first worker runs the
+        objective, a part task on each other worker runs its share of the ranks."""
         assert self._elastic is not None
-        self._elastic.submitted(self._pool.submit_sized(replicas), run, replicas)
+        stretch = self._elastic.split(run, replicas)
+        (worker, local), *others = stretch.parts
+        self._elastic.submitted(self._pool.submit_sized(local, worker), run, replicas, stretch)
+        first_rank = local
+        for other, slots in others:
+            assert stretch.group is not None
+            task_id = self._pool.submit_part(stretch.group, first_rank, slots, replicas, other)
+            self._elastic.part_submitted(task_id, run, stretch.group)
+            first_rank += slots
+
+    def _offered_slots(self) -> dict[str, int]:
+        """The workers' ``GPU_SLOT`` units now, asked of the scheduler (before an elastic trial is split)."""
+        from daskopt.engine.slots import elastic_slots
+
+        return elastic_slots(self.client, wait_s=0.0)
+
+    def _end_stretch(self, run: TrialRun) -> None:
+        """``run``'s stretch ended (told, lost, restarting, or its task never started): its parts on other
+        workers are cancelled, and its group's variables deleted once they have all ended."""
+        assert self._elastic is not None
+        cancel, group = self._elastic.end_stretch(run)
+        self._pool.cancel(cancel)
+        if group is not None:
+            self._forget_groups([group])
+
+    def _forget_groups(self, groups: list[str], wait: bool = False) -> None:
+        from daskopt.elastic.parts import variable_names
+
+        names = [name for group in groups for name in variable_names(group)]
+        if wait:
+            _delete_variables(self.client, names)
+        else:
+            asyncio.get_running_loop().run_in_executor(None, _delete_variables, self.client, names)
 
     def _start_ask(self) -> None:
         self._asking += 1
@@ -322,7 +360,7 @@ class Engine(TrialMessages, Ticks):
         placement = None
         if self._elastic is not None and replicas is not None:
             placement = self._elastic.placement(run, replicas)
-            self._elastic.began(run, replicas)
+            self._elastic.began(run, replicas, state.worker)
         assignment = self._assignments.for_run(run, state.has_objective, placement)
         conn.send([events.ASSIGN, assignment.to_wire()])
         self._study_logger.trial_started(self.study, run.number, run.params, run.worker)
@@ -343,6 +381,7 @@ class Engine(TrialMessages, Ticks):
         run.finished = True
         self.running.pop(run.number, None)
         if self._elastic is not None:
+            self._end_stretch(run)
             self._elastic.ended(run, replaced=retry)
         if state != TrialState.FAIL and run.conn is not None:  # ran to its end (or pruned): a duration
             took = time.monotonic() - run.started
@@ -407,10 +446,18 @@ class Engine(TrialMessages, Ticks):
 
     # ----------------------------------------------------------------------- connection / task
     def _on_task_done(self, task_id: int, future: Future) -> None:
+        if self._elastic is not None and task_id in self._elastic.parts:  # a part of a trial's replicas
+            if future.status == "error" and self._stopping is None:
+                logger.debug("daskopt: replica part %d ended with %s", task_id, future.exception())
+            group = self._elastic.part_done(task_id)
+            if group is not None:
+                self._forget_groups([group])
+            return
         greeted = task_id in self._greeted
         self._greeted.discard(task_id)
         unstarted = self._elastic.task_lost(task_id) if self._elastic else None
         if unstarted is not None:  # its trial waits for another task (a restart keeps its checkpoint)
+            self._end_stretch(unstarted)
             (self._end_unstarted if self._hard_stop else self._ready.appendleft)(unstarted)
         if future.status == "error" and self._stopping is None:
             logger.debug("daskopt: task %d ended with %s", task_id, future.exception())
@@ -429,3 +476,14 @@ class Engine(TrialMessages, Ticks):
         if isinstance(result, str) and result.startswith(UNREACHABLE) and self._stopping is None:
             self._error = ChannelUnreachable(self._channel.unreachable(result.removeprefix(UNREACHABLE)))
             self._error_stop(str(self._error))
+
+
+def _delete_variables(client: Client, names: list[str]) -> None:
+    """Delete the Dask variables of elastic groups that have ended (best effort: the cluster may be gone)."""
+    from distributed import Variable
+
+    for name in names:
+        try:
+            Variable(name, client=client).delete()
+        except Exception:
+            return

@@ -34,6 +34,7 @@ logger = logging.getLogger("daskopt")
 
 STATES = {events.COMPLETE: TrialState.COMPLETE, events.PRUNED: TrialState.PRUNED, events.FAIL: TrialState.FAIL}
 FAIL_RUNNING = "fail"  # a stop that fails the running trials (Engine._stop)
+REPLICA_LOST = "daskopt.elastic.parts.ReplicaLost"  # a trial failing with it was lost, not failed
 
 
 class TrialMessages:
@@ -63,6 +64,7 @@ class TrialMessages:
         def _fill(self) -> None: ...
         def _assign(self, conn: Connection, run: TrialRun, replicas: int | None = None) -> None: ...
         def _start_sized(self, run: TrialRun, replicas: int) -> None: ...
+        def _end_stretch(self, run: TrialRun) -> None: ...
         def _stop(self, reason: str, running: str = ...) -> None: ...
         def _requeue(self, run: TrialRun, reason: str, attempt: int) -> None: ...
         def _lost(self, run: TrialRun, why: str) -> None: ...
@@ -195,6 +197,9 @@ class TrialMessages:
             self._suspend(run)
         elif state == events.PRUNED and self._movable.clone(run) is not None:
             self._exploit(run)
+        elif state == events.FAIL and error is not None and REPLICA_LOST in error["mro"]:
+            self._lost(run, error["message"])  # a replica's worker died: retried from its checkpoint
+            return
         elif state == events.FAIL and error is not None:
             self._tell(run, TrialState.FAIL, reason=error["message"], traceback=error["traceback"])
             if not self._caught(error):
@@ -218,6 +223,7 @@ class TrialMessages:
         """An elastic trial stopped at its checkpoint to change size: at once on a task of the new size."""
         assert self._elastic is not None
         self._leave_task(run, "RESIZED")
+        self._end_stretch(run)
         replicas = self._elastic.restarting(run)
         assert replicas is not None
         self._start_sized(run, replicas)

@@ -91,19 +91,19 @@ def _profiler_on(dask_worker: Any = None) -> bool:
     return dask_worker is not None and "profile" in getattr(dask_worker, "periodic_callbacks", {})
 
 
-def elastic_slots(client: Client, wait_s: float = 60.0) -> tuple[int, int]:
-    """The ``GPU_SLOT`` units the workers offer for elastic trials: the total, and the most on one worker
-    (one trial's replicas share a worker). Waits up to ``wait_s`` for a first worker."""
+def elastic_slots(client: Client, wait_s: float = 60.0) -> dict[str, int]:
+    """The ``GPU_SLOT`` units each worker offers for elastic trials, by worker address (a trial's replicas
+    may span workers). Waits up to ``wait_s`` for a first worker."""
     if not client.nthreads():
         cluster_slots(client, wait_s)  # waits, or says there is no worker
-    workers = client.scheduler_info(n_workers=-1)["workers"].values()
-    offered = [int(worker.get("resources", {}).get(GPU_RESOURCE, 0)) for worker in workers]
-    if not any(offered):
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    offered = {address: int(info.get("resources", {}).get(GPU_RESOURCE, 0)) for address, info in workers.items()}
+    if not any(offered.values()):
         raise ClusterError(
             f"elastic trials take {GPU_RESOURCE} units as replicas, but no worker offers any; start workers with "
             f"`--resources {GPU_RESOURCE}=<replicas it can run>` (one per GPU), or use local-cuda"
         )
-    return sum(offered), max(offered)
+    return {address: slots for address, slots in offered.items() if slots > 0}
 
 
 def check_elastic(

@@ -69,26 +69,52 @@ class TaskPool:
             self.futures[task_id] = future
             future.add_done_callback(lambda f, i=task_id: self._notify(i, f))
 
-    def submit_sized(self, slots: int) -> int:
-        """Submit one task that holds ``GPU_SLOT = slots`` (an elastic trial's stretch); returns its id. The
-        loop assigns it the trial it was submitted for when it says HELLO (:mod:`daskopt.engine.elastic`)."""
+    def submit_sized(self, slots: int, worker: str | None = None) -> int:
+        """Submit one task that holds ``GPU_SLOT = slots`` (an elastic trial's stretch), preferably on
+        ``worker``; returns its id. The loop assigns it the trial it was submitted for when it says HELLO
+        (:mod:`daskopt.engine.elastic`)."""
         task_id = next(self._ids)
+        args = (self._address, self._token, task_id, self._digest, self._route)
+        return self._submit_holding(task_id, run_trial_task, args, slots, worker, f"{self._prefix}-{task_id}")
+
+    def submit_part(self, group: str, first_rank: int, slots: int, world: int, worker: str | None) -> int:
+        """Submit the part of an elastic trial's replicas that runs on ``worker`` (ranks ``first_rank ..``,
+        :func:`daskopt.elastic.parts.run_part`); returns its id."""
+        from daskopt.elastic.parts import run_part
+
+        task_id = next(self._ids)
+        key = f"{self._prefix}-part-{task_id}"
+        return self._submit_holding(task_id, run_part, (group, first_rank, slots, world), slots, worker, key)
+
+    def _submit_holding(
+        self,
+        task_id: int,
+        function: Callable[..., Any],
+        args: tuple[Any, ...],
+        slots: int,
+        worker: str | None,
+        key: str,
+    ) -> int:
         resources = {**(self._resources or {}), GPU_RESOURCE: slots}
-        future = self._client.submit(
-            run_trial_task,
-            self._address,
-            self._token,
-            task_id,
-            self._digest,
-            self._route,
-            key=f"{self._prefix}-{task_id}",
-            pure=False,
-            resources=resources,
-            **self._options,
-        )
+        options = dict(self._options)
+        if worker is not None and "workers" not in options:  # a preference: a worker that left is no trap
+            options.update(workers=[worker], allow_other_workers=True)
+        future = self._client.submit(function, *args, key=key, pure=False, resources=resources, **options)
         self.futures[task_id] = future
         future.add_done_callback(lambda f, i=task_id: self._notify(i, f))
         return task_id
+
+    def cancel(self, task_ids: list[int]) -> None:
+        """Cancel some tasks (their completions still reach the loop, as cancelled), off the loop's thread."""
+        futures = [self.futures[i] for i in task_ids if i in self.futures]
+        if futures and self._client.status == "running":
+            self._loop.run_in_executor(None, self._cancel_quietly, futures)
+
+    def _cancel_quietly(self, futures: list[Future]) -> None:
+        try:
+            self._client.cancel(futures, asynchronous=False)
+        except Exception:  # the cluster may already be gone; nothing left to cancel then
+            pass
 
     def _notify(self, task_id: int, future: Future) -> None:
         """On the Dask client's thread: hand the completion to the engine loop, if it still runs."""

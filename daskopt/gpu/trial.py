@@ -17,10 +17,11 @@ whose program gets :meth:`GpuAssignment.env` in its environment.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,11 +64,17 @@ class GpuAssignment:
 
 
 _current: contextvars.ContextVar[GpuAssignment | None] = contextvars.ContextVar("daskopt_gpu", default=None)
+_placement: contextvars.ContextVar[Any] = contextvars.ContextVar("daskopt_elastic", default=None)
 
 
 def current() -> GpuAssignment | None:
     """The running trial's GPUs, or ``None`` outside a GPU trial (or in a process the trial started)."""
     return _current.get()
+
+
+def current_placement() -> Any:
+    """The running elastic trial's stretch (:class:`daskopt.elastic.placement.Placement`), or ``None``."""
+    return _placement.get()
 
 
 def trial_env() -> dict[str, str]:
@@ -182,10 +189,11 @@ class GpuObjective:
 
     def __call__(self, trial: Any) -> Any:
         placement = getattr(trial, "elastic", None)  # an elastic trial's stretch says how many GPUs it holds
-        count = placement.replicas if placement is not None else self.gpus_per_trial
+        count = placement.local_replicas if placement is not None else self.gpus_per_trial  # on this worker
         pooled = count > 1 or placement is not None  # elastic: each slot is one GPU, even for one replica
         assignment = self._assign(count, pooled)
         token = _current.set(assignment)
+        placed = _placement.set(placement)
         try:
             if not pooled and not self.starts_processes:
                 if self.memory_fraction is not None and not any(name in os.environ for name in ALLOC_ENVS):
@@ -194,19 +202,41 @@ class GpuObjective:
             return self.objective(trial)
         finally:
             _current.reset(token)
+            _placement.reset(placed)
             if pooled:
                 _pool.release(assignment.ordinals)
+            if placement is not None and placement.group is not None:  # the parts on other workers end too
+                from daskopt.elastic.parts import stop
+
+                stop(placement.group)
 
     def _assign(self, count: int, pooled: bool) -> GpuAssignment:
-        slots, threads = _worker_slots()
-        # without CUDA_VISIBLE_DEVICES and without torch to count GPUs, number them from the slots
-        visible = visible_devices() or [str(i) for i in range(max(int(slots), count))]
-        if not pooled:
-            # k trials share the process's GPU when the worker offers GPU_SLOT = k (threads packing); a
-            # worker that offers no slots runs as many trials as it has threads, all on its first GPU
-            sharing = max(1, min(int(slots), threads) if slots else threads)
-            return GpuAssignment((visible[0],), (0,), self.memory_fraction, sharing)
-        owned = int(slots) if slots else len(visible)
-        ordinals = _pool.acquire(count, min(owned, len(visible)))
-        devices = tuple(visible[i] for i in ordinals)
-        return GpuAssignment(devices, ordinals, self.memory_fraction, 1)
+        return acquire(count, pooled, self.memory_fraction)
+
+
+@contextlib.contextmanager
+def holding(count: int) -> Iterator[GpuAssignment]:
+    """``count`` of this worker's GPUs, held by a task that is not a trial (a part of an elastic trial's
+    replicas on another worker, :mod:`daskopt.elastic.parts`) until the block ends."""
+    assignment = acquire(count, True, None)
+    try:
+        yield assignment
+    finally:
+        _pool.release(assignment.ordinals)
+
+
+def acquire(count: int, pooled: bool, memory_fraction: float | None) -> GpuAssignment:
+    """The GPUs a task of this worker gets: ``count`` of its own that no other task holds (``pooled``), or
+    the process's GPU shared with the other trials of the process."""
+    slots, threads = _worker_slots()
+    # without CUDA_VISIBLE_DEVICES and without torch to count GPUs, number them from the slots
+    visible = visible_devices() or [str(i) for i in range(max(int(slots), count))]
+    if not pooled:
+        # k trials share the process's GPU when the worker offers GPU_SLOT = k (threads packing); a
+        # worker that offers no slots runs as many trials as it has threads, all on its first GPU
+        sharing = max(1, min(int(slots), threads) if slots else threads)
+        return GpuAssignment((visible[0],), (0,), memory_fraction, sharing)
+    owned = int(slots) if slots else len(visible)
+    ordinals = _pool.acquire(count, min(owned, len(visible)))
+    devices = tuple(visible[i] for i in ordinals)
+    return GpuAssignment(devices, ordinals, memory_fraction, 1)

@@ -31,7 +31,7 @@ import optuna
 
 REPORT_ENV = "DASKOPT_LAUNCH_REPORTS"  # the FIFO a rank writes its messages to
 TRIAL_ENV = "DASKOPT_LAUNCH_TRIAL"  # JSON: what a rank needs to act as its trial (LaunchedTrial)
-_POLL_S = 0.05
+POLL_S = 0.05
 _GRACE_S = 5.0
 
 
@@ -45,13 +45,22 @@ def run_ranks(
     backend: str | None,
     init: bool,
     timeout: float | None,
+    group: Any = None,
 ) -> Any:
     """Run the ranks with ``envs()``; when the group could not form because its ``MASTER_PORT`` was taken
-    meanwhile (another process bound it between the check and rank 0's listen), again on a new port."""
+    meanwhile (another process bound it between the check and rank 0's listen), again on a new port.
+
+    With ``group`` (:class:`daskopt.elastic.parts.Group`: an elastic stretch whose replicas span workers)
+    ``envs()`` are this worker's ranks; the launch is published for the other parts, and a taken port
+    loses the stretch (the parts already joined the old one): the trial is retried from its checkpoint."""
     for attempt in range(PORT_ATTEMPTS):
         try:
-            return _run_once(fn, args, envs(), trial=trial, backend=backend, init=init, timeout=timeout)
-        except PortTaken:
+            return _run_once(fn, args, envs(), trial=trial, backend=backend, init=init, timeout=timeout, group=group)
+        except PortTaken as exc:
+            if group is not None:
+                from daskopt.elastic.parts import ReplicaLost
+
+                raise ReplicaLost(f"the rendezvous port of the trial's replicas was taken: {exc}") from None
             if attempt == PORT_ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
@@ -74,10 +83,12 @@ def _run_once(
     backend: str | None,
     init: bool,
     timeout: float | None,
+    group: Any = None,
 ) -> Any:
     with tempfile.TemporaryDirectory(prefix="daskopt-launch-") as tmp:
         folder = Path(tmp)
-        (folder / "payload.pkl").write_bytes(cloudpickle.dumps((fn, args, backend, init)))
+        payload = cloudpickle.dumps((fn, args, backend, init))
+        (folder / "payload.pkl").write_bytes(payload)
         fifo = folder / "reports"
         os.mkfifo(fifo)
         read_fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
@@ -89,17 +100,22 @@ def _run_once(
             shared = {"PYTHONPATH": path, REPORT_ENV: str(fifo)}
             if facts is not None:
                 shared[TRIAL_ENV] = json.dumps(facts(), default=str)
+            if group is not None:
+                master = (envs[0]["MASTER_ADDR"], int(envs[0]["MASTER_PORT"]))
+                group.publish(payload, master, {k: v for k, v in shared.items() if k != REPORT_ENV})
             for rank, env in enumerate(envs):
-                procs.append(_start(folder, rank, {**os.environ, **env, **shared}))
-            _wait(procs, read_fd, trial, timeout, folder)
+                procs.append(start_rank(folder, rank, {**os.environ, **env, **shared}))
+            _wait(procs, read_fd, trial, timeout, folder, group)
         finally:
-            _stop(procs)
+            if group is not None:
+                group.stop()
+            stop_ranks(procs)
             os.close(read_fd)
             os.close(keep_fd)
         return cloudpickle.loads((folder / "result-0.pkl").read_bytes())
 
 
-def _start(folder: Path, rank: int, env: dict[str, str]) -> Any:
+def start_rank(folder: Path, rank: int, env: dict[str, str]) -> Any:
     """Rank ``rank``: forked by this worker's zygote (torch already imported), else a new Python."""
     from daskopt.integrations import _zygote
 
@@ -116,11 +132,13 @@ def _wait(
     trial: optuna.trial.BaseTrial | None,
     timeout: float | None,
     folder: Path,
+    group: Any = None,
 ) -> None:
+    world = len(procs) if group is None else group.world
     deadline = None if timeout is None else time.monotonic() + timeout
     pending = b""
     while True:
-        ready, _, _ = select.select([read_fd], [], [], _POLL_S)
+        ready, _, _ = select.select([read_fd], [], [], POLL_S)
         if ready:
             chunk = os.read(read_fd, 65536)
             pending += chunk
@@ -128,9 +146,11 @@ def _wait(
             for line in lines:
                 _forward(line, trial)
         if any(proc.poll() not in (None, 0) for proc in procs):
-            failure = _first_failure(procs, folder)
+            failure = first_failure(procs, folder, 0, world)
             if "init_process_group" in failure and any(mark in failure.split("\n", 1)[0] for mark in _PORT_TAKEN):
                 raise PortTaken(failure)
+            if group is not None:
+                _raise_group_failure(group, failure)
             raise RuntimeError(failure)
         if all(proc.poll() == 0 for proc in procs):
             for line in pending.split(b"\n"):
@@ -140,6 +160,18 @@ def _wait(
             raise optuna.TrialPruned("pruned while its ranks ran; they were stopped")
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"launch: the {len(procs)} ranks did not finish within {timeout:g}s; they were stopped")
+
+
+def _raise_group_failure(group: Any, failure: str) -> None:
+    """This worker's ranks failed in a group that spans workers: a part's own failure is the cause when one
+    was written; a peer that vanished without one was lost with its worker."""
+    from daskopt.elastic.parts import FAILURE_WAIT_S, ReplicaLost, lost_peer
+
+    remote = group.failure(FAILURE_WAIT_S if lost_peer(failure) else 0.0)
+    if remote is not None:
+        raise RuntimeError(remote)
+    if lost_peer(failure):
+        raise ReplicaLost(f"a replica on another worker was lost: {failure.split(chr(10), 1)[0]}")
 
 
 def _forward(line: bytes, trial: optuna.trial.BaseTrial | None) -> None:
@@ -160,15 +192,16 @@ def _forward(line: bytes, trial: optuna.trial.BaseTrial | None) -> None:
         trial.report(message["value"], message["step"])
 
 
-def _first_failure(procs: list[Any], folder: Path) -> str:
+def first_failure(procs: list[Any], folder: Path, first_rank: int = 0, world: int | None = None) -> str:
     """The rank that failed first is the cause; the others usually lost their peer in a collective. Give
-    them a moment to finish failing, then pick the earliest traceback."""
+    them a moment to finish failing, then pick the earliest traceback. ``procs`` are ranks ``first_rank ..``
+    of ``world``."""
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline and any(proc.poll() is None for proc in procs):
-        time.sleep(_POLL_S)
-    failed = {rank: code for rank, proc in enumerate(procs) if (code := proc.poll()) is not None and code != 0}
+        time.sleep(POLL_S)
+    failed = {first_rank + i: code for i, proc in enumerate(procs) if (code := proc.poll()) is not None and code != 0}
     rank = min(failed, key=lambda r: _failed_at(folder, r))
-    return _failure(rank, len(procs), failed[rank], folder)
+    return _failure(rank, world or len(procs), failed[rank], folder)
 
 
 def _failed_at(folder: Path, rank: int) -> float:
@@ -189,7 +222,7 @@ def _failure(rank: int, world: int, code: int, folder: Path) -> str:
     return f"launch: rank {rank} of {world} {how} before finishing"
 
 
-def _stop(procs: list[Any]) -> None:
+def stop_ranks(procs: list[Any]) -> None:
     """SIGTERM every rank still running, SIGKILL after a grace period."""
     alive = [p for p in procs if p.poll() is None]
     for proc in alive:

@@ -335,11 +335,32 @@ def launch(
     processes are daemonic and Python forbids them children through ``multiprocessing``.
 
     In an elastic trial ``nprocs`` defaults to its stretch's replicas (the slots its task holds), and with
-    ``trial`` each rank can act as the trial through :func:`launched_trial`.
+    ``trial`` each rank can act as the trial through :func:`launched_trial`. A stretch whose replicas
+    span several workers starts ranks ``0 .. k - 1`` here, with this worker's address as ``MASTER_ADDR``,
+    and the other workers' parts of the trial start the rest (:mod:`daskopt.elastic.parts`): ``fn`` gets
+    its *local* rank; ``RANK`` (or ``launched_trial().rank``) is its rank in the group.
     """
     _torch()  # fail early, in the trial, with the install hint
+    from daskopt.elastic import parts
     from daskopt.integrations._launch import run_ranks
 
+    group = parts.current(gpu_trial.current_placement())
+    if group is not None:  # an elastic stretch whose replicas span workers: this task runs the first ranks
+        if nprocs is not None and nprocs != group.world:
+            raise ValueError(
+                f"launch: nprocs = {nprocs}, but this elastic trial's {group.world} replicas span workers; "
+                "leave nprocs out"
+            )
+        return run_ranks(
+            fn,
+            tuple(args),
+            lambda: group.envs(free_port(group.ip)),
+            trial=trial,
+            backend=backend,
+            init=init_process_group,
+            timeout=timeout,
+            group=group,
+        )
     return run_ranks(
         fn,
         tuple(args),

@@ -56,7 +56,7 @@ def reference(lr: float, steps: int) -> list[float]:
 
 
 def train_rank(
-    rank: int, lr: float, steps: int, sleep_s: float, marker: str | None = None, hold_s: float = 0.0
+    local_rank: int, lr: float, steps: int, sleep_s: float, marker: str | None = None, hold_s: float = 0.0
 ) -> float:
     """One rank of an elastic trial: resumes from its checkpoint, checkpoints and reports every step. With
     ``marker`` (a folder), rank 0 of a stretch that resumes says so there and, while a file ``hold`` is in
@@ -67,6 +67,7 @@ def train_rank(
     from daskopt.integrations.torch import launched_trial
 
     trial = launched_trial()
+    rank = trial.rank  # in the group; ``local_rank`` counts this worker's ranks when they span workers
     placement = trial.elastic
     world = trial.world_size
     state = trial.load_checkpoint() or {"w": torch.zeros(D, dtype=torch.float64)}

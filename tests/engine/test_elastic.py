@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -31,14 +32,16 @@ SETTINGS = {
 }
 
 
-@pytest.fixture(scope="module")
-def slot_client() -> Iterator[Client]:
-    """One worker with 2 replica slots (and a thread for each trial it may run)."""
+@pytest.fixture(scope="module", params=["one-worker", "two-workers"])
+def slot_client(request: pytest.FixtureRequest) -> Iterator[Client]:
+    """2 replica slots (and a thread for each trial a worker may run): on one worker, or one on each of two
+    workers, where a trial with 2 replicas spans both (daskopt/elastic/parts.py)."""
+    workers, slots = (1, 2) if request.param == "one-worker" else (2, 1)
     with (
-        LocalCluster(n_workers=1, threads_per_worker=2, resources={"GPU_SLOT": 2}, **QUIET) as cluster,
+        LocalCluster(n_workers=workers, threads_per_worker=2, resources={"GPU_SLOT": slots}, **QUIET) as cluster,
         Client(cluster) as client,
     ):
-        client.wait_for_workers(1, timeout=60)
+        client.wait_for_workers(workers, timeout=60)
         yield client
 
 
@@ -65,6 +68,10 @@ def test_a_trial_grows_then_shrinks_and_ends_where_an_unresized_run_ends(slot_cl
     long = {"lr": 0.05, "steps": 40, "sleep_s": 0.05}
     short = {"lr": 0.01, "steps": 2, "sleep_s": 0.05}
     study = run(slot_client, tmp_path, [long, short])
+    started = slot_client.run_on_scheduler(_started_keys)
+    parts = [key for key in started if "-part-" in key]
+    spans = len(slot_client.scheduler_info()["workers"]) > 1
+    assert bool(parts) == spans, started  # with one slot per worker, 2 replicas ran on both workers
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.COMPLETE, trial.user_attrs
     sizes = [replicas for _, replicas in trial.user_attrs[REPLICAS]]
@@ -76,6 +83,11 @@ def test_a_trial_grows_then_shrinks_and_ends_where_an_unresized_run_ends(slot_cl
     for step, value in trial.intermediate_values.items():
         assert value == pytest.approx(expected[step], rel=1e-9)
     assert len(study.trials) == 2 and study.trials[1].state == optuna.trial.TrialState.COMPLETE
+
+
+def _started_keys(dask_scheduler: Any) -> list[str]:
+    """The tasks of the last study that the scheduler sent to a worker (its recent transitions)."""
+    return sorted({str(entry[0]) for entry in dask_scheduler.transition_log if entry[2] == "processing"})
 
 
 def test_settings_errors_name_the_field() -> None:

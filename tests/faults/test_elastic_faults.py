@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -100,6 +101,66 @@ def test_a_worker_killed_while_a_trial_restarts_at_a_new_size(tmp_path: Path) ->
             thread.join(300)
     assert not thread.is_alive() and not errors, errors
     _check_goes_on(study.trials, "trial lost")
+    assert study.trials[1].state.name == "COMPLETE"
+
+
+def _part_workers(dask_scheduler: Any) -> list[str]:
+    """The workers running a part of a trial's replicas (the ranks after the objective's own)."""
+    return [
+        str(ts.processing_on.address)
+        for key, ts in dask_scheduler.tasks.items()
+        if "-part-" in str(key) and ts.processing_on
+    ]
+
+
+@pytest.mark.slow
+def test_a_worker_killed_under_a_trial_whose_replicas_span_two_workers(tmp_path: Path) -> None:
+    """One slot on each of two workers: the trial grows to 2 replicas across both, and the worker of its
+    second rank dies before the first step. The objective's ranks lose their peer; with no failure written
+    by the part, the trial is lost (not failed) and goes on from its checkpoint."""
+    marker = tmp_path / "marker"
+    marker.mkdir()
+    (marker / "hold").touch()
+    study = optuna.create_study()
+    for point in (LONG, SHORT):
+        study.enqueue_trial(point)
+    errors: list[BaseException] = []
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=2, resources={"GPU_SLOT": 1}, **QUIET) as cluster,
+        Client(cluster) as client,
+    ):
+        client.wait_for_workers(2, timeout=60)
+        pids = client.run(os.getpid)
+
+        def optimize() -> None:
+            try:
+                daskopt.optimize(
+                    study,
+                    functools.partial(elastic_objective, marker=str(marker), hold_s=60.0),
+                    n_trials=2,
+                    client=client,
+                    elastic=SETTINGS,
+                    failures={"max_retries": 1},
+                    tracking={"checkpoint_dir": tmp_path / "checkpoints"},
+                    show_progress_bar=False,
+                )
+            except BaseException as exc:  # raised again below, in the test's thread
+                errors.append(exc)
+
+        thread = threading.Thread(target=optimize)
+        thread.start()
+        try:
+            assert _wait_for(marker)[0].endswith("-2")  # grown to 2, so across both workers
+            workers = client.run_on_scheduler(_part_workers)
+            assert len(workers) == 1, workers
+            os.kill(pids[workers[0]], signal.SIGKILL)  # the part's worker, its rank with it
+            time.sleep(1.0)
+        finally:
+            (marker / "hold").unlink()
+            thread.join(300)
+    assert not thread.is_alive() and not errors, errors
+    _check_goes_on(study.trials, "trial lost")
+    assert "replica on another worker was lost" in study.trials[0].user_attrs["fail_reason"]
     assert study.trials[1].state.name == "COMPLETE"
 
 

@@ -2,7 +2,8 @@
 
 It connects to the scheduler, runs ``daskopt.optimize`` over ``obj.objective`` (written into the work
 folder by the test) with a journal storage in that folder, and writes ``result.json``: how the call ended
-and how long it took. The test reads the storage itself.
+and how long it took. The test reads the storage itself. Optional settings: ``enqueue`` (points run first),
+``elastic`` and ``checkpoint_dir`` (elastic trials).
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ def main() -> None:
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
         load_if_exists=True,
     )
+    for point in settings.get("enqueue", []):
+        study.enqueue_trial(point)
+    extra = {}
+    if settings.get("elastic") is not None:
+        extra = {"elastic": settings["elastic"], "tracking": {"checkpoint_dir": settings["checkpoint_dir"]}}
     started = time.monotonic()
     outcome = "ok"
     with Client(settings["scheduler"], timeout=30) as client:
@@ -44,6 +50,7 @@ def main() -> None:
                 channel=settings["channel"],
                 failures=settings.get("failures"),
                 show_progress_bar=True,  # the channel line goes to stderr
+                **extra,
             )
         except daskopt.DaskoptError as err:
             outcome = f"{type(err).__name__}: {err}"

@@ -12,6 +12,10 @@ fast: without a route, ``connect()`` gets ``ENETUNREACH`` at once instead of han
 (``routed=True``) the scheduler namespace forwards between the two subnets, so everyone reaches everyone; tests
 use it as the control that shows the unrouted failure is due to the network and nothing else.
 
+With ``worker_hosts=k`` there are k worker namespaces ("hosts"), each with its own subnet ``10.X.(2+i).0/24``
+and veth to the scheduler namespace; routed, they also reach each other through it (the shape of a trial whose
+replicas span hosts).
+
 Only network namespaces are used: every process still shares the filesystem, the process table and the Python
 environment with the test, so files written into ``workdir`` (objective modules, storages, logs) are visible to all
 three "hosts". Nothing is configured in the root namespace (the veths are created directly inside the
@@ -40,6 +44,7 @@ import psutil
 import pytest
 
 DASK = Path(sys.executable).parent / "dask"
+ROOT = Path(__file__).resolve().parents[2]
 SCHEDULER_PORT = 8786
 # Long enough for a graceful close of nannies and workers on a loaded two-core CI machine.
 STOP_TIMEOUT = 20.0
@@ -110,19 +115,35 @@ class Layout:
     namespaces, also when entering failed half way.
     """
 
-    def __init__(self, workdir: Path, *, routed: bool, n_workers: int = 2, nthreads: int = 1) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        routed: bool,
+        n_workers: int = 2,
+        nthreads: int = 1,
+        worker_hosts: int = 1,
+        worker_args: Sequence[str] = (),
+    ) -> None:
         self.workdir = Path(workdir)
         self.routed = routed
-        self.n_workers = n_workers
+        self.n_workers = n_workers  # per worker host
         self.nthreads = nthreads
+        self.worker_hosts = worker_hosts
+        self.worker_args = list(worker_args)
 
         # The tag makes namespace names unique across concurrent test runs. The subnets need not be unique, as
         # every address lives inside this layout's namespaces; a random X only makes logs from different layouts
         # easier to tell apart.
         self.tag = f"dko{secrets.token_hex(3)}"
         self.client_ns, self.scheduler_ns, self.workers_ns = (f"{self.tag}-{role}" for role in "csw")
-        self.names: tuple[str, str, str] = (self.client_ns, self.scheduler_ns, self.workers_ns)
+        # worker host i: its namespace, its address, the scheduler's address on its veth, its subnet
+        self.hosts_ns = [self.workers_ns] + [f"{self.tag}-w{i}" for i in range(1, worker_hosts)]
+        self.names: tuple[str, ...] = (self.client_ns, self.scheduler_ns, *self.hosts_ns)
         x = 200 + secrets.randbelow(51)
+        self.hosts_ip = [f"10.{x}.{2 + i}.1" for i in range(worker_hosts)]
+        self._hosts_gateway = [f"10.{x}.{2 + i}.2" for i in range(worker_hosts)]
+        self._hosts_subnet = [f"10.{x}.{2 + i}.0/24" for i in range(worker_hosts)]
         self.client_ip = f"10.{x}.1.1"
         self.scheduler_ip_for_client = f"10.{x}.1.2"
         self.scheduler_ip_for_workers = f"10.{x}.2.2"
@@ -135,7 +156,8 @@ class Layout:
         self.scheduler_log = self.workdir / f"{self.tag}-scheduler.log"
         self.workers_log = self.workdir / f"{self.tag}-workers.log"
         self.scheduler: subprocess.Popen[bytes] | None = None
-        self.workers: subprocess.Popen[bytes] | None = None
+        self.workers: subprocess.Popen[bytes] | None = None  # the first host's
+        self._host_workers: list[subprocess.Popen[bytes]] = []  # every host's, the first included
         self._extra: list[subprocess.Popen[Any]] = []  # started with popen_in_*; stopped on close
         self._created: list[str] = []  # namespaces that exist and must be deleted
         self._closed = False
@@ -166,12 +188,22 @@ class Layout:
         # interface ever appears in the root namespace. Names: "dkoXXXXXX-cs" is 12 characters (the limit is 15).
         self._veth(self.client_ns, f"{self.tag}-cs", self.client_ip, f"{self.tag}-sc", self.scheduler_ip_for_client)
         self._veth(self.workers_ns, f"{self.tag}-ws", self.workers_ip, f"{self.tag}-sw", self.scheduler_ip_for_workers)
+        for i in range(1, self.worker_hosts):
+            ns, ip, gateway = self.hosts_ns[i], self.hosts_ip[i], self._hosts_gateway[i]
+            self._veth(ns, f"{self.tag}-w{i}", ip, f"{self.tag}-s{i}", gateway)
         # Set forwarding explicitly either way: a new namespace may inherit the host's IPv4 settings.
         forward = "1" if self.routed else "0"
         _ip("netns", "exec", self.scheduler_ns, "sysctl", "-q", "-w", f"net.ipv4.ip_forward={forward}")
         if self.routed:
             _ip("-n", self.client_ns, "route", "add", self.workers_subnet, "via", self.scheduler_ip_for_client)
             _ip("-n", self.workers_ns, "route", "add", self.client_subnet, "via", self.scheduler_ip_for_workers)
+            for i in range(1, self.worker_hosts):
+                ns, gateway = self.hosts_ns[i], self._hosts_gateway[i]
+                _ip("-n", self.client_ns, "route", "add", self._hosts_subnet[i], "via", self.scheduler_ip_for_client)
+                _ip("-n", ns, "route", "add", self.client_subnet, "via", gateway)
+                for j in range(i):  # each pair of worker hosts once, both ways
+                    _ip("-n", ns, "route", "add", self._hosts_subnet[j], "via", gateway)
+                    _ip("-n", self.hosts_ns[j], "route", "add", self._hosts_subnet[i], "via", self._hosts_gateway[j])
 
     def _veth(self, ns: str, name: str, address: str, peer: str, peer_address: str) -> None:
         """A veth pair: ``name`` with ``address`` in ``ns``, ``peer`` with ``peer_address`` in the scheduler ns."""
@@ -188,10 +220,15 @@ class Layout:
         scheduler = [str(DASK), "scheduler", "--host", "0.0.0.0", "--port", str(SCHEDULER_PORT), "--no-dashboard"]
         with self.scheduler_log.open("wb") as log:
             self.scheduler = self._popen(self.scheduler_ns, scheduler, stdout=log, stderr=subprocess.STDOUT)
-        worker = [str(DASK), "worker", self.scheduler_address_for_workers, "--nworkers", str(self.n_workers)]
-        worker += ["--nthreads", str(self.nthreads), "--host", self.workers_ip, "--no-dashboard"]
-        with self.workers_log.open("wb") as log:
-            self.workers = self._popen(self.workers_ns, worker, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        for i, (ns, ip) in enumerate(zip(self.hosts_ns, self.hosts_ip, strict=True)):
+            scheduler_address = f"tcp://{self._hosts_gateway[i]}:{SCHEDULER_PORT}"
+            worker = [str(DASK), "worker", scheduler_address, "--nworkers", str(self.n_workers)]
+            worker += ["--nthreads", str(self.nthreads), "--host", ip, "--no-dashboard", *self.worker_args]
+            log_path = self.workers_log if i == 0 else self.workdir / f"{self.tag}-workers-{i}.log"
+            with log_path.open("wb") as log:
+                process = self._popen(ns, worker, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+            self._host_workers.append(process)
+        self.workers = self._host_workers[0]
 
     def close(self) -> None:
         """Stop every process (workers before the scheduler), then delete the namespaces. Idempotent."""
@@ -202,8 +239,8 @@ class Layout:
             for process in self._extra:
                 _stop(process, timeout=5)
             # Workers first: a nanny whose scheduler is already gone waits for it before closing.
-            if self.workers is not None:
-                _stop(self.workers, STOP_TIMEOUT)
+            for workers in self._host_workers:
+                _stop(workers, STOP_TIMEOUT)
             if self.scheduler is not None:
                 _stop(self.scheduler, STOP_TIMEOUT)
         finally:
@@ -218,10 +255,12 @@ class Layout:
         """The test process's environment, so that subprocesses import the same code and see the same config.
 
         ``workdir`` goes first on PYTHONPATH so that modules written there import everywhere (a ``dask worker``
-        does not put its working directory on ``sys.path``), and W&B is disabled unless the test chose a mode.
+        does not put its working directory on ``sys.path``), then the repository (the tests' own helpers), and
+        W&B is disabled unless the test chose a mode.
         """
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.workdir), env.get("PYTHONPATH")]))
+        paths = [str(self.workdir), str(ROOT), env.get("PYTHONPATH")]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
         env.setdefault("WANDB_MODE", "disabled")
         env.update(extra or {})
         return env
@@ -264,7 +303,8 @@ class Layout:
             "with Client(address, timeout=timeout) as client:\n"
             "    client.wait_for_workers(n, timeout=timeout)\n"
         )
-        args = [sys.executable, "-c", script, self.scheduler_address_for_client, str(self.n_workers), str(timeout)]
+        total = self.n_workers * self.worker_hosts
+        args = [sys.executable, "-c", script, self.scheduler_address_for_client, str(total), str(timeout)]
         try:
             result = self.run_in_client(args, timeout=timeout + 30, capture_output=True, text=True)
         except subprocess.TimeoutExpired as exc:
