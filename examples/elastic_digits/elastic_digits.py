@@ -79,11 +79,11 @@ def batch_indices(seen: int, batch: int, n: int) -> Any:
     return order[(offset + torch.arange(batch)) % n]
 
 
-def train(rank: int, lr: float, momentum: float, epochs: int, data: tuple[Any, ...]) -> float:
+def train(local_rank: int, lr: float, momentum: float, epochs: int, data: tuple[Any, ...]) -> float:
     import torch
 
     trial = launched_trial()  # 1.
-    placement = trial.elastic
+    rank, placement = trial.rank, trial.elastic  # the rank in the group: replicas may span workers
     torch.set_num_threads(1)
     seed_everything(0)
     model = build_model()

@@ -101,3 +101,24 @@ def elastic_objective(trial: optuna.trial.BaseTrial, marker: str | None = None, 
     steps = trial.suggest_int("steps", 1, 200)
     sleep_s = trial.suggest_float("sleep_s", 0.0, 1.0)
     return float(launch(train_rank, args=(lr, steps, sleep_s, marker, hold_s), trial=trial))
+
+
+def _rank_that_raises(local_rank: int, failing: int) -> float:
+    import torch
+    import torch.distributed as dist
+
+    from daskopt.integrations.torch import launched_trial
+
+    rank = launched_trial().rank
+    if rank == failing:
+        raise ValueError(f"rank {rank} could not load its shard")
+    value = torch.ones(1)
+    dist.all_reduce(value)  # the other ranks wait in a collective for the one that failed
+    return float(value)
+
+
+def failing_rank_objective(trial: optuna.trial.BaseTrial) -> float:
+    """Two replicas; the last rank raises before its first collective (a bug in the training function)."""
+    from daskopt.integrations.torch import launch
+
+    return float(launch(_rank_that_raises, args=(trial.elastic.replicas - 1,), trial=trial))

@@ -17,7 +17,7 @@ from distributed import Client, LocalCluster
 
 import daskopt
 from daskopt.engine.elastic import REPLICAS
-from tests.elastic.training import elastic_objective, reference
+from tests.elastic.training import elastic_objective, failing_rank_objective, reference
 
 pytest.importorskip("torch")
 
@@ -83,6 +83,28 @@ def test_a_trial_grows_then_shrinks_and_ends_where_an_unresized_run_ends(slot_cl
     for step, value in trial.intermediate_values.items():
         assert value == pytest.approx(expected[step], rel=1e-9)
     assert len(study.trials) == 2 and study.trials[1].state == optuna.trial.TrialState.COMPLETE
+
+
+def test_a_rank_that_raises_fails_the_trial_with_its_own_traceback(slot_client: Client, tmp_path: Path) -> None:
+    """With one slot per worker the failing rank runs in the part on the other worker: its traceback, not
+    its peer's lost connection, is the trial's failure (and a failure, not a lost trial to retry)."""
+    study = optuna.create_study()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        daskopt.optimize(
+            study,
+            failing_rank_objective,
+            n_trials=1,
+            client=slot_client,
+            elastic={**SETTINGS, "min_replicas": 2},
+            tracking={"checkpoint_dir": tmp_path},
+            failures={"max_retries": 2},
+            show_progress_bar=False,
+            catch=(RuntimeError,),
+        )
+    assert [t.state.name for t in study.trials] == ["FAIL"]  # no retry: the objective's own error
+    reason = study.trials[0].user_attrs["fail_reason"]
+    assert "rank 1 of 2 raised ValueError: rank 1 could not load its shard" in reason, reason
 
 
 def _started_keys(dask_scheduler: Any) -> list[str]:
