@@ -16,7 +16,10 @@ reported, the allocator in the loop decides from what ``trial.profile`` tells it
 
 Compared in the same run, on one worker offering ``GPU_SLOT = slots``: elastic trials; every trial on 1
 slot (``gpus_per_trial = 1``, ``slots`` at once); every trial on ``g`` slots for ``g`` in 2 and 4 (with the
-tuned batch ``M0``). The best fixed allocation is the one with the lowest mean completion time.
+tuned batch ``M0``). The best fixed allocation is the one with the lowest mean completion time. Then the
+elastic study again on ``slots`` workers of one slot each (a dask-cuda cluster's shape: one worker per
+GPU), where a trial with several replicas spans workers (``daskopt/elastic/parts.py``): ``spread_*``,
+after one short trial on each worker (each starts its launch zygote once, as the one-worker arm's did).
 Completion time counts from the start of the study (every trial is submitted then; one that waits for a
 slot waits in it). ``RESULT elastic mean_jct_gain=<1 - elastic / best fixed> makespan_gain=<...>``;
 target ``mean_jct_gain >= 0.25``.
@@ -99,13 +102,14 @@ def workload(n: int) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def slot_cluster(slots: int) -> Iterator[Client]:
-    """One worker offering ``slots`` replica slots, with a thread for each trial it may run."""
+def slot_cluster(slots: int, workers: int = 1) -> Iterator[Client]:
+    """``workers`` workers sharing ``slots`` replica slots evenly, each with a thread for each trial (or part
+    of one) it may run."""
     with (
         LocalCluster(
-            n_workers=1,
-            threads_per_worker=slots,
-            resources={"GPU_SLOT": slots},
+            n_workers=workers,
+            threads_per_worker=slots // workers,
+            resources={"GPU_SLOT": slots // workers},
             dashboard_address=None,
             silence_logs=40,
         ) as cluster,
@@ -185,10 +189,18 @@ def run(settings: Settings) -> dict[str, Any]:
             results[name] = run_study(client, points, scale, slots, replicas)
             fields = " ".join(f"{key}={value:.1f}" for key, value in results[name].items())
             print(f"  {name}: {fields}", flush=True)
+    with slot_cluster(slots, workers=slots) as client:
+        # warm-up as above, on every worker: each starts its launch zygote (torch imported) once
+        run_study(client, [{"kind": "small", "length": 2.0}] * slots, scale, slots, 1)
+        spread = run_study(client, points, scale, slots, None)
+        print("  elastic, one slot per worker: " + " ".join(f"{k}={v:.1f}" for k, v in spread.items()), flush=True)
     return {
         **against_best_fixed(results),
         "one_slot_mean_jct_s": results["fixed_1"]["mean_jct_s"],
         "elastic_makespan_s": results["elastic"]["makespan_s"],
+        "spread_mean_jct_s": spread["mean_jct_s"],
+        "spread_vs_one_worker": spread["mean_jct_s"] / results["elastic"]["mean_jct_s"],
+        "spread_resizes": spread["resizes"],
         "resizes": results["elastic"]["resizes"],
         "slots": slots,
         "trials": n,

@@ -46,7 +46,7 @@ POSITIVE = {
     "pbt": ["speedup_vs_tpe_asha", "daskopt_pbt_t_target_s", "tpe_asha_trials", "dask_dispatch_ms", "ckpt_write_ms"],
     "suspend_resume": ["pause_resume_ms", "dispatch_ms", "checkpoint_io_ms", "ratio"],
     "launch_start": ["zygote_ms", "subprocess_ms", "speedup", "first_zygote_ms"],
-    "elastic": ["elastic_mean_jct_s", "best_fixed_mean_jct_s", "one_slot_mean_jct_s", "elastic_makespan_s"],
+    "elastic": ["elastic_mean_jct_s", "best_fixed_mean_jct_s", "one_slot_mean_jct_s", "spread_mean_jct_s"],
     "elastic_digits": ["elastic_mean_jct_s", "best_fixed_mean_jct_s", "elastic_accuracy", "best_fixed_accuracy"],
     "pbt_digits": ["pbt_val_acc", "tpe_asha_val_acc", "pbt_epochs", "tpe_asha_epochs", "pbt_trials"],
     "scale": ["total_s", "ms_per_trial_300", "nop_ms_per_trial_300", "n_jobs_ms_per_trial_300"],

@@ -61,47 +61,30 @@ def _check_goes_on(trials: list[optuna.trial.FrozenTrial], reason: str) -> None:
         assert value == pytest.approx(expected[step], rel=1e-9)
 
 
-@pytest.mark.slow
-def test_a_worker_killed_while_a_trial_restarts_at_a_new_size(tmp_path: Path) -> None:
-    marker = tmp_path / "marker"
-    marker.mkdir()
-    (marker / "hold").touch()
-    study = optuna.create_study()
-    for point in (LONG, SHORT):
-        study.enqueue_trial(point)
-    errors: list[BaseException] = []
-    with (
-        LocalCluster(n_workers=1, threads_per_worker=2, resources={"GPU_SLOT": 2}, **QUIET) as cluster,
-        Client(cluster) as client,
-    ):
-        pids = list(client.run(os.getpid).values())
+def _optimize_in_thread(
+    study: optuna.Study, client: Client, marker: Path, folder: Path, errors: list[BaseException]
+) -> threading.Thread:
+    """The long and the short trial, resized and held at ``marker``, optimized in a thread of their own; what
+    it raises goes to ``errors`` (raised again in the test's thread)."""
 
-        def optimize() -> None:
-            try:
-                daskopt.optimize(
-                    study,
-                    functools.partial(elastic_objective, marker=str(marker), hold_s=60.0),
-                    n_trials=2,
-                    client=client,
-                    elastic=SETTINGS,
-                    failures={"max_retries": 1},
-                    tracking={"checkpoint_dir": tmp_path / "checkpoints"},
-                    show_progress_bar=False,
-                )
-            except BaseException as exc:  # raised again below, in the test's thread
-                errors.append(exc)
-
-        thread = threading.Thread(target=optimize)
-        thread.start()
+    def optimize() -> None:
         try:
-            assert _wait_for(marker)[0].startswith("resumed-0-")
-            os.kill(pids[0], signal.SIGKILL)  # the worker, its trial task and the new ranks with it
-        finally:
-            (marker / "hold").unlink()
-            thread.join(300)
-    assert not thread.is_alive() and not errors, errors
-    _check_goes_on(study.trials, "trial lost")
-    assert study.trials[1].state.name == "COMPLETE"
+            daskopt.optimize(
+                study,
+                functools.partial(elastic_objective, marker=str(marker), hold_s=60.0),
+                n_trials=2,
+                client=client,
+                elastic=SETTINGS,
+                failures={"max_retries": 1},
+                tracking={"checkpoint_dir": folder / "checkpoints"},
+                show_progress_bar=False,
+            )
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=optimize)
+    thread.start()
+    return thread
 
 
 def _part_workers(dask_scheduler: Any) -> list[str]:
@@ -114,10 +97,12 @@ def _part_workers(dask_scheduler: Any) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_worker_killed_under_a_trial_whose_replicas_span_two_workers(tmp_path: Path) -> None:
-    """One slot on each of two workers: the trial grows to 2 replicas across both, and the worker of its
-    second rank dies before the first step. The objective's ranks lose their peer; with no failure written
-    by the part, the trial is lost (not failed) and goes on from its checkpoint."""
+@pytest.mark.parametrize("workers", [1, 2], ids=["its-own-worker", "the-worker-of-a-part"])
+def test_a_worker_killed_while_a_trial_restarts_at_a_new_size(tmp_path: Path, workers: int) -> None:
+    """Two slots, on one worker or one on each of two. The trial grows to 2 replicas (across both workers in
+    the second case) and a worker dies before the first step of the new stretch: the trial's own (its
+    task, its ranks), or the part's, whose rank the objective's ranks then lose. Either way the trial is
+    lost, not failed, and goes on from its checkpoint."""
     marker = tmp_path / "marker"
     marker.mkdir()
     (marker / "hold").touch()
@@ -125,42 +110,33 @@ def test_a_worker_killed_under_a_trial_whose_replicas_span_two_workers(tmp_path:
     for point in (LONG, SHORT):
         study.enqueue_trial(point)
     errors: list[BaseException] = []
+    resources = {"GPU_SLOT": 2 // workers}
     with (
-        LocalCluster(n_workers=2, threads_per_worker=2, resources={"GPU_SLOT": 1}, **QUIET) as cluster,
+        LocalCluster(n_workers=workers, threads_per_worker=2, resources=resources, **QUIET) as cluster,
         Client(cluster) as client,
     ):
-        client.wait_for_workers(2, timeout=60)
+        client.wait_for_workers(workers, timeout=60)
         pids = client.run(os.getpid)
-
-        def optimize() -> None:
-            try:
-                daskopt.optimize(
-                    study,
-                    functools.partial(elastic_objective, marker=str(marker), hold_s=60.0),
-                    n_trials=2,
-                    client=client,
-                    elastic=SETTINGS,
-                    failures={"max_retries": 1},
-                    tracking={"checkpoint_dir": tmp_path / "checkpoints"},
-                    show_progress_bar=False,
-                )
-            except BaseException as exc:  # raised again below, in the test's thread
-                errors.append(exc)
-
-        thread = threading.Thread(target=optimize)
-        thread.start()
+        thread = _optimize_in_thread(study, client, marker, tmp_path, errors)
         try:
-            assert _wait_for(marker)[0].endswith("-2")  # grown to 2, so across both workers
-            workers = client.run_on_scheduler(_part_workers)
-            assert len(workers) == 1, workers
-            os.kill(pids[workers[0]], signal.SIGKILL)  # the part's worker, its rank with it
+            resumed = _wait_for(marker)[0]
+            assert resumed.startswith("resumed-0-")
+            if workers == 1:
+                victim = next(iter(pids.values()))
+            else:
+                assert resumed.endswith("-2")  # grown to 2 replicas, so across both workers
+                parts = client.run_on_scheduler(_part_workers)
+                assert len(parts) == 1, parts
+                victim = pids[parts[0]]
+            os.kill(victim, signal.SIGKILL)  # the worker, its task and its ranks with it
             time.sleep(1.0)
         finally:
             (marker / "hold").unlink()
             thread.join(300)
     assert not thread.is_alive() and not errors, errors
     _check_goes_on(study.trials, "trial lost")
-    assert "replica on another worker was lost" in study.trials[0].user_attrs["fail_reason"]
+    if workers == 2:
+        assert "replica on another worker was lost" in study.trials[0].user_attrs["fail_reason"]
     assert study.trials[1].state.name == "COMPLETE"
 
 
