@@ -112,3 +112,55 @@ def test_ranks_of_a_part_count_from_its_first_rank_and_bind_to_the_worker_s_inte
     assert {(e["MASTER_ADDR"], e["MASTER_PORT"]) for e in envs} == {("10.0.0.1", "1234")}
     assert parts.interface_of("127.0.0.1") == "lo"
     assert parts.interface_of("192.0.2.77") is None  # an address no interface here holds
+
+
+# ------------------------------------------------------------------------- a part's task on a worker
+@pytest.fixture(scope="module")
+def part_client() -> Any:
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, resources={"GPU_SLOT": 1}, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def _executing(dask_worker: Any) -> int:
+    return len(dask_worker.state.executing)
+
+
+def _wait_idle(client: Any, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(client.run(_executing).values()) == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the part's task still runs")
+
+
+def test_a_part_whose_trial_stops_before_launching_ends(part_client: Any) -> None:
+    """The objective returned without calling launch (or failed first): its task sets the group's stop."""
+    from distributed import Variable
+
+    group = "daskopt-replicas-test-stop"
+    future = part_client.submit(parts.run_part, group, 1, 1, 2, resources={"GPU_SLOT": 1}, pure=False)
+    Variable(f"{group}-stop", client=part_client).set(True)
+    assert future.result(timeout=30) == "stopped"
+
+
+def test_a_part_cancelled_by_the_loop_gives_its_slot_back(part_client: Any) -> None:
+    """Dask cannot interrupt a running task: the part sees its key cancelled and returns, freeing its
+    thread and its slot for the next stretch."""
+    import time
+
+    future = part_client.submit(parts.run_part, "daskopt-replicas-test-cancel", 1, 1, 2, resources={"GPU_SLOT": 1})
+    deadline = time.monotonic() + 30
+    while sum(part_client.run(_executing).values()) == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    part_client.cancel([future])
+    _wait_idle(part_client)
+    after = part_client.submit(lambda: "ran", resources={"GPU_SLOT": 1}, pure=False)
+    assert after.result(timeout=30) == "ran"
