@@ -260,3 +260,15 @@ def _stopped(variable: Any) -> bool:
         return bool(variable.get(timeout=0.001))
     except (TimeoutError, OSError):
         return False
+
+
+def delete_groups(client: Any, groups: list[str]) -> None:
+    """Delete the Dask variables of groups that have ended (best effort: the cluster may be gone)."""
+    from distributed import Variable
+
+    for group in groups:
+        for name in variable_names(group):
+            try:
+                Variable(name, client=client).delete()
+            except Exception:
+                return

@@ -20,6 +20,7 @@ the same free slot. Trials whose objective never checkpoints keep the size they 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
@@ -27,7 +28,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from statistics import fmean
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from daskopt import attributes
 from daskopt.elastic.allocator import ElasticTrial, plan
@@ -35,6 +36,11 @@ from daskopt.elastic.goodput import Goodput
 from daskopt.elastic.placement import Placement, lr_scale
 from daskopt.engine.state import TrialRun
 from daskopt.settings import Elastic
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from daskopt.engine.tasks import TaskPool
 
 logger = logging.getLogger("daskopt")
 
@@ -58,6 +64,8 @@ class ElasticTrials:
     ) -> None:
         self.settings = settings
         self._refresh = refresh  # the workers' GPU_SLOT units now (a call to the scheduler)
+        self._pool: TaskPool | None = None  # submits the tasks (attach)
+        self._client: Client | None = None
         self.offered = {worker: slots for worker, slots in offered.items() if slots > 0}
         self.capacity = sum(self.offered.values())
         self.max_replicas = max(settings.min_replicas, min(settings.max_replicas, self.capacity))
@@ -166,6 +174,64 @@ class ElasticTrials:
                 self.resizing[number] = replicas
 
     # ------------------------------------------------------------------------ where replicas run
+    def attach(self, pool: TaskPool, client: Client) -> None:
+        """The loop's task pool and Dask client, once the loop runs: stretches are submitted through them."""
+        from daskopt.engine.slots import elastic_slots
+
+        self._pool, self._client = pool, client
+        if self._refresh is None:
+            self._refresh = lambda: elastic_slots(client, wait_s=0.0)
+
+    def start(self, run: TrialRun, replicas: int) -> None:
+        """Submit ``run``'s stretch of ``replicas``: the task that runs its objective (it is assigned the trial
+        when it says HELLO) and, when the replicas span workers, a part task on each other worker."""
+        assert self._pool is not None
+        stretch = self.split(run, replicas)
+        (worker, local), *others = stretch.parts
+        self.submitted(self._pool.submit_sized(local, worker), run, replicas, stretch)
+        first_rank = local
+        for other, slots in others:
+            assert stretch.group is not None
+            self.part_submitted(
+                self._pool.submit_part(stretch.group, first_rank, slots, replicas, other), run, stretch.group
+            )
+            first_rank += slots
+
+    def end_stretch(self, run: TrialRun) -> None:
+        """``run``'s stretch ended in the loop's view (told, lost, restarting, or its task never started): its
+        parts are cancelled, and its group's variables deleted once they have all ended."""
+        cancel, group = self.stretch_over(run)
+        if self._pool is not None:
+            self._pool.cancel(cancel)
+        if group is not None:
+            self._forget([group])
+
+    def part_done(self, task_id: int, future: Any) -> bool:
+        """A task ended: whether it was a part of a trial's replicas (then handled here)."""
+        if task_id not in self.parts:
+            return False
+        if future.status == "error":
+            logger.debug("daskopt: replica part %d ended with %s", task_id, future.exception())
+        group = self.part_over(task_id)
+        if group is not None:
+            self._forget([group])
+        return True
+
+    def close(self) -> None:
+        """At the end of the call (its tasks cancelled): delete the variables of every group left."""
+        if self._groups:
+            self._forget(list(self._groups), wait=True)
+
+    def _forget(self, groups: list[str], wait: bool = False) -> None:
+        from daskopt.elastic.parts import delete_groups
+
+        if self._client is None:
+            return
+        if wait:
+            delete_groups(self._client, groups)
+        else:
+            asyncio.get_running_loop().run_in_executor(None, delete_groups, self._client, groups)
+
     def split(self, run: TrialRun, replicas: int) -> Stretch:
         """Where ``run``'s next stretch of ``replicas`` runs: on one worker when one has room (Dask picks it),
         else on the workers with the most room first, as few as cover them, each part pinned to its worker
@@ -218,7 +284,7 @@ class ElasticTrials:
         self.parts[task_id] = run.number
         self._groups[group].add(task_id)
 
-    def part_done(self, task_id: int) -> str | None:
+    def part_over(self, task_id: int) -> str | None:
         """A part's task ended: the group it belonged to when its variables can go (every part ended, and
         the stretch too), else ``None``."""
         self.parts.pop(task_id, None)
@@ -235,7 +301,7 @@ class ElasticTrials:
             return group
         return None
 
-    def end_stretch(self, run: TrialRun) -> tuple[list[int], str | None]:
+    def stretch_over(self, run: TrialRun) -> tuple[list[int], str | None]:
         """``run``'s stretch ended in the loop's view: the part tasks to cancel, and its group if its variables
         can go now."""
         stretch = self.stretches.pop(run.number, None)
@@ -243,11 +309,6 @@ class ElasticTrials:
             return [], None
         self._over.add(stretch.group)
         return sorted(self._groups.get(stretch.group, ())), self._forget_if_done(stretch.group)
-
-    @property
-    def groups(self) -> list[str]:
-        """Groups whose variables still exist (deleted by the loop at the end of the call)."""
-        return list(self._groups)
 
     def placement(self, run: TrialRun, replicas: int) -> Placement:
         """What ``run`` gets with ``replicas``: the total batch the goodput model picks and its learning rate,
@@ -301,6 +362,7 @@ class ElasticTrials:
             return None
         run, _ = entry
         self.held.pop(run.number, None)
+        self.end_stretch(run)
         return run
 
     # ---------------------------------------------------------------------------------- resizes
@@ -364,6 +426,7 @@ class ElasticTrials:
 
     def ended(self, run: TrialRun, replaced: bool) -> None:
         """``run`` was told (or requeued, ``replaced``): its slots are free; its model stays for a retry."""
+        self.end_stretch(run)
         self.held.pop(run.number, None)
         self.size.pop(run.number, None)
         self._unmeasured.discard(run.number)

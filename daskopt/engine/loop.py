@@ -101,9 +101,7 @@ class Engine(TrialMessages, Ticks):
         self._deadline = time.monotonic() + config.timeout.seconds if config.timeout else None
         self._study_logger = config.study_logger or StudyLogger()
         self._movable = Movable(study, config.scheduler)  # paused trials, and the scheduler deciding on them
-        self._elastic = (
-            ElasticTrials(config.elastic, config.elastic_slots, self._offered_slots) if config.elastic else None
-        )
+        self._elastic = ElasticTrials(config.elastic, config.elastic_slots) if config.elastic else None
 
     # ------------------------------------------------------------------------------- lifecycle
     async def run(self) -> None:
@@ -128,6 +126,8 @@ class Engine(TrialMessages, Ticks):
             self.config.resources,
             self.config.task_options,
         )
+        if self._elastic is not None:
+            self._elastic.attach(self._pool, self.client)
         ticker = asyncio.ensure_future(self._tick_forever())
         self._progress.start()
         services = [start(self) for start in self.config.services]
@@ -163,8 +163,8 @@ class Engine(TrialMessages, Ticks):
         while self._waiting:
             self._waiting.popleft().send([events.STOP])
         self._pool.cancel_all()
-        if self._elastic is not None and self._elastic.groups:
-            self._forget_groups(self._elastic.groups, wait=True)
+        if self._elastic is not None:
+            self._elastic.close()
 
     def _stop(self, reason: str, running: str = LET_FINISH) -> None:
         """Ask no more trials. ``running``: what becomes of the trials already asked. ``LET_FINISH`` lets them
@@ -267,43 +267,10 @@ class Engine(TrialMessages, Ticks):
             self._done.set_result(None)
 
     def _start_sized(self, run: TrialRun, replicas: int) -> None:
-        """An elastic trial gets a task holding ``replicas`` slots; it is assigned when the task says HELLO.
-        Replicas that no single worker has room for are split: the task on the first worker runs the
-        objective, a part task on each other worker runs its share of the ranks."""
+        """An elastic trial gets a task holding ``replicas`` slots (split over workers when one has no room);
+        it is assigned when the task says HELLO."""
         assert self._elastic is not None
-        stretch = self._elastic.split(run, replicas)
-        (worker, local), *others = stretch.parts
-        self._elastic.submitted(self._pool.submit_sized(local, worker), run, replicas, stretch)
-        first_rank = local
-        for other, slots in others:
-            assert stretch.group is not None
-            task_id = self._pool.submit_part(stretch.group, first_rank, slots, replicas, other)
-            self._elastic.part_submitted(task_id, run, stretch.group)
-            first_rank += slots
-
-    def _offered_slots(self) -> dict[str, int]:
-        """The workers' ``GPU_SLOT`` units now, asked of the scheduler (before an elastic trial is split)."""
-        from daskopt.engine.slots import elastic_slots
-
-        return elastic_slots(self.client, wait_s=0.0)
-
-    def _end_stretch(self, run: TrialRun) -> None:
-        """``run``'s stretch ended (told, lost, restarting, or its task never started): its parts on other
-        workers are cancelled, and its group's variables deleted once they have all ended."""
-        assert self._elastic is not None
-        cancel, group = self._elastic.end_stretch(run)
-        self._pool.cancel(cancel)
-        if group is not None:
-            self._forget_groups([group])
-
-    def _forget_groups(self, groups: list[str], wait: bool = False) -> None:
-        from daskopt.elastic.parts import variable_names
-
-        names = [name for group in groups for name in variable_names(group)]
-        if wait:
-            _delete_variables(self.client, names)
-        else:
-            asyncio.get_running_loop().run_in_executor(None, _delete_variables, self.client, names)
+        self._elastic.start(run, replicas)
 
     def _start_ask(self) -> None:
         self._asking += 1
@@ -381,7 +348,6 @@ class Engine(TrialMessages, Ticks):
         run.finished = True
         self.running.pop(run.number, None)
         if self._elastic is not None:
-            self._end_stretch(run)
             self._elastic.ended(run, replaced=retry)
         if state != TrialState.FAIL and run.conn is not None:  # ran to its end (or pruned): a duration
             took = time.monotonic() - run.started
@@ -446,18 +412,12 @@ class Engine(TrialMessages, Ticks):
 
     # ----------------------------------------------------------------------- connection / task
     def _on_task_done(self, task_id: int, future: Future) -> None:
-        if self._elastic is not None and task_id in self._elastic.parts:  # a part of a trial's replicas
-            if future.status == "error" and self._stopping is None:
-                logger.debug("daskopt: replica part %d ended with %s", task_id, future.exception())
-            group = self._elastic.part_done(task_id)
-            if group is not None:
-                self._forget_groups([group])
+        if self._elastic is not None and self._elastic.part_done(task_id, future):  # a part of a trial's replicas
             return
         greeted = task_id in self._greeted
         self._greeted.discard(task_id)
         unstarted = self._elastic.task_lost(task_id) if self._elastic else None
         if unstarted is not None:  # its trial waits for another task (a restart keeps its checkpoint)
-            self._end_stretch(unstarted)
             (self._end_unstarted if self._hard_stop else self._ready.appendleft)(unstarted)
         if future.status == "error" and self._stopping is None:
             logger.debug("daskopt: task %d ended with %s", task_id, future.exception())
@@ -476,14 +436,3 @@ class Engine(TrialMessages, Ticks):
         if isinstance(result, str) and result.startswith(UNREACHABLE) and self._stopping is None:
             self._error = ChannelUnreachable(self._channel.unreachable(result.removeprefix(UNREACHABLE)))
             self._error_stop(str(self._error))
-
-
-def _delete_variables(client: Client, names: list[str]) -> None:
-    """Delete the Dask variables of elastic groups that have ended (best effort: the cluster may be gone)."""
-    from distributed import Variable
-
-    for name in names:
-        try:
-            Variable(name, client=client).delete()
-        except Exception:
-            return

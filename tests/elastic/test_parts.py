@@ -71,15 +71,15 @@ def test_a_group_ends_when_its_stretch_and_its_parts_have() -> None:
     stretch = trials.split(run, 2)
     trials.submitted(10, run, 2, stretch)
     trials.part_submitted(11, run, stretch.group)
-    assert trials.part_done(11) is None  # the stretch still runs
-    assert trials.end_stretch(run) == ([], stretch.group)
-    assert trials.groups == []
+    assert trials.part_over(11) is None  # the stretch still runs
+    assert trials.stretch_over(run) == ([], stretch.group)
+    assert not trials._groups
 
     stretch = trials.split(run, 2)
     trials.submitted(12, run, 2, stretch)
     trials.part_submitted(13, run, stretch.group)
-    assert trials.end_stretch(run) == ([13], None)  # its part is cancelled; its variables wait for it
-    assert trials.part_done(13) == stretch.group
+    assert trials.stretch_over(run) == ([13], None)  # its part is cancelled; its variables wait for it
+    assert trials.part_over(13) == stretch.group
 
 
 def test_placement_names_the_group_and_the_objective_tasks_share() -> None:
