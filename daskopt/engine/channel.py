@@ -21,15 +21,52 @@ is ever unpickled. On a TLS cluster the channel is mutual TLS with the cluster's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from daskopt.protocol import events
 from daskopt.protocol.framing import FrameDecoder, encode
 
 LISTEN_BACKLOG = 4096
+
+
+class Cork:
+    """Holds what the loop writes while it handles a batch, and writes each connection's frames at once
+    when the outermost batch ends: a send per connection instead of one per answer. Each send releases the
+    GIL, and on a busy client process (a ``LocalCluster``'s scheduler shares it) getting the GIL back costs
+    up to a switch interval (5 ms), so fewer sends are what keeps answers fast (docs/architecture.md)."""
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._held: dict[Connection, list[bytes]] = {}
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if not self._depth:
+                held, self._held = self._held, {}
+                for conn, frames in held.items():
+                    conn._send_now(b"".join(frames))
+
+    def release(self, conn: Connection) -> None:
+        """Write ``conn``'s held frames now (it is about to close: what it was told must reach it)."""
+        frames = self._held.pop(conn, None)
+        if frames:
+            conn._send_now(b"".join(frames))
+
+    def hold(self, conn: Connection, frame: bytes) -> bool:
+        """Keep ``frame`` for ``conn`` if a batch is being handled; ``False``: write it now."""
+        if not self._depth:
+            return False
+        self._held.setdefault(conn, []).append(frame)
+        return True
 
 
 class Connection(asyncio.Protocol):
@@ -46,6 +83,7 @@ class Connection(asyncio.Protocol):
         on_messages: Callable[[Any, list[list[Any]]], None],
         on_closed: Callable[[Any], None],
         on_lost: Callable[[Connection], None] | None = None,
+        cork: Cork | None = None,
     ) -> None:
         self._on_messages = on_messages
         self._on_closed = on_closed
@@ -55,7 +93,7 @@ class Connection(asyncio.Protocol):
         self.state: Any = None
         self.closed = False
         self._channels: dict[int, Channel] | None = None  # a link's open channels; None: not a link
-        self._corked: list[bytes] | None = None  # a link's frames written while it dispatches a batch
+        self._cork = cork or Cork()  # the server's, shared by its connections
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -76,7 +114,8 @@ class Connection(asyncio.Protocol):
         if self._channels is not None:
             self._dispatch(messages)
         elif messages:
-            self._on_messages(self, messages)
+            with self._cork.held():
+                self._on_messages(self, messages)
 
     def _dispatch(self, frames: list[list[Any]]) -> None:
         """Hand a link's frames to their channels, a batch per channel, and send what they answer in one
@@ -92,8 +131,7 @@ class Connection(asyncio.Protocol):
                 ended.append(number)
             else:
                 batches.setdefault(number, []).append(message)
-        self._corked = []
-        try:
+        with self._cork.held():
             for number, batch in batches.items():
                 assert self._channels is not None
                 channel = self._channels.get(number)
@@ -106,15 +144,13 @@ class Connection(asyncio.Protocol):
                 if channel is not None and not channel.closed:
                     channel.closed = True
                     self._on_closed(channel)
-        finally:
-            corked, self._corked = self._corked, None
-            if corked:
-                self._write(b"".join(corked))
 
     def _write(self, frame: bytes) -> None:
-        if self._corked is not None:
-            self._corked.append(frame)
-        elif self.transport is not None and not self.transport.is_closing():
+        if not self._cork.hold(self, frame):
+            self._send_now(frame)
+
+    def _send_now(self, frame: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.write(frame)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -136,6 +172,7 @@ class Connection(asyncio.Protocol):
         self._write(encode(message))
 
     def close(self) -> None:
+        self._cork.release(self)
         if self.transport is not None:
             self.transport.close()
 
@@ -192,6 +229,7 @@ class ChannelServer:
         self._on_closed = on_closed
         self._server: asyncio.Server | None = None
         self.connections: set[Connection] = set()
+        self.cork = Cork()  # what the loop answers while it handles a batch leaves in one send per connection
 
     async def start(self) -> str:
         """Start listening; returns the address for trial tasks: ``host:port``, or ``tls://host:port``."""
@@ -205,7 +243,7 @@ class ChannelServer:
         return f"{'tls://' if self._ssl else ''}{self._host}:{port}"
 
     def _make_connection(self) -> Connection:
-        conn = Connection(self._on_messages, self._on_closed, self.connections.discard)
+        conn = Connection(self._on_messages, self._on_closed, self.connections.discard, self.cork)
         self.connections.add(conn)
         return conn
 

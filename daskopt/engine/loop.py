@@ -17,12 +17,14 @@ by :mod:`~daskopt.engine.messages` (a base class), trials a scheduler pauses or 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import secrets
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import optuna
@@ -78,6 +80,9 @@ class Engine(TrialMessages, Ticks):
         self.running: dict[int, TrialRun] = {}
         self._ready: deque[TrialRun] = deque()
         self._waiting: deque[Connection] = deque()
+        self._later: deque[tuple[Connection, list[list[Any]] | None]] = deque()  # trial ends, task starts
+        self._behind: dict[Connection, int] = {}  # connections with messages in _later, and how many
+        self._drain_due = False
         self._asking = 0
         self._stopping: str | None = None
         self._hard_stop = False  # a stop that ended running trials (else they finish, as in Optuna)
@@ -122,7 +127,7 @@ class Engine(TrialMessages, Ticks):
             loop,
             (choice.address, self._token, choice.route),
             self._assignments.digest,
-            self._on_task_done,
+            self._on_tasks_done,
             self.config.resources,
             self.config.task_options,
         )
@@ -159,6 +164,7 @@ class Engine(TrialMessages, Ticks):
 
     def _shutdown(self) -> None:
         """End everything still open: no trial may stay RUNNING after ``optimize`` returns."""
+        self._drain_all()
         self._stop(self._stopping or "study finished", running=FAIL_RUNNING)
         while self._waiting:
             self._waiting.popleft().send([events.STOP])
@@ -175,6 +181,7 @@ class Engine(TrialMessages, Ticks):
             self._stopping = reason
             logger.info("daskopt: stopping: %s", reason)
         if running != LET_FINISH:
+            self._drain_all()  # trials whose end is queued ended: told as they did, not cancelled
             self._hard_stop = True
             self._requeue_cut = running == REQUEUE
             self._cancel_running(reason, requeue=self._requeue_cut)
@@ -228,6 +235,21 @@ class Engine(TrialMessages, Ticks):
                 self._fill_once()
         finally:
             self._filling = False
+
+    @contextlib.contextmanager
+    def _one_fill(self) -> Iterator[None]:
+        """Calls to :meth:`_fill` inside only ask for one pass, made at the end (many trials ending in one
+        batch: one pass asks for all their slots)."""
+        if self._filling:
+            yield
+            return
+        self._filling, self._refill = True, False
+        try:
+            yield
+        finally:
+            self._filling = False
+        if self._refill:
+            self._fill()
 
     def _fill_once(self) -> None:
         n = self.config.n_concurrent
@@ -411,6 +433,11 @@ class Engine(TrialMessages, Ticks):
         )
 
     # ----------------------------------------------------------------------- connection / task
+    def _on_tasks_done(self, done: list[tuple[int, Future]]) -> None:
+        with self._one_fill():
+            for task_id, future in done:
+                self._on_task_done(task_id, future)
+
     def _on_task_done(self, task_id: int, future: Future) -> None:
         if self._elastic is not None and self._elastic.part_done(task_id, future):  # a part of a trial's replicas
             return

@@ -7,6 +7,8 @@ the attributes and methods it uses from the rest of the engine are declared belo
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -29,12 +31,15 @@ from daskopt.protocol import events
 
 if TYPE_CHECKING:
     from daskopt.engine.config import EngineConfig
+    from daskopt.engine.trial_channel import TrialChannel
 
 logger = logging.getLogger("daskopt")
 
 STATES = {events.COMPLETE: TrialState.COMPLETE, events.PRUNED: TrialState.PRUNED, events.FAIL: TrialState.FAIL}
 FAIL_RUNNING = "fail"  # a stop that fails the running trials (Engine._stop)
 REPLICA_LOST = "daskopt.elastic.parts.ReplicaLost"  # a trial failing with it was lost, not failed
+QUEUED = (events.FINISH, events.HELLO)  # handled after the reads at hand (TrialMessages._on_messages)
+DRAIN_SLICE_S = 0.005  # the longest the loop works through queued messages before it reads again
 
 
 class TrialMessages:
@@ -48,6 +53,10 @@ class TrialMessages:
         counts: Counts
         _token: str
         _waiting: deque[Connection]
+        _later: deque[tuple[Connection, list[list[Any]] | None]]
+        _behind: dict[Connection, int]
+        _drain_due: bool
+        _channel: TrialChannel
         _to_decide: set[int]
         _warned: set[str]
         _greeted: set[int]
@@ -62,6 +71,7 @@ class TrialMessages:
         _progress: Progress
 
         def _fill(self) -> None: ...
+        def _one_fill(self) -> contextlib.AbstractContextManager[None]: ...
         def _assign(self, conn: Connection, run: TrialRun, replicas: int | None = None) -> None: ...
         def _start_sized(self, run: TrialRun, replicas: int) -> None: ...
         def _stop(self, reason: str, running: str = ...) -> None: ...
@@ -79,25 +89,81 @@ class TrialMessages:
 
     # ------------------------------------------------------------------------- trial messages
     def _on_messages(self, conn: Connection, messages: list[list[Any]]) -> None:
+        """A batch from one task. Reports and prune questions are handled at once and answered when the
+        batch ends. A trial's end and a task's start (a tell, an ask, an assignment: several times a
+        report's cost) wait in a queue that the loop works through between reads (:meth:`_drain`), so a
+        burst of trials ending together does not hold up the answers of the trials still running. A task's
+        messages keep their order: once one of them waits, the ones after it wait behind it."""
+        if conn in self._behind:
+            self._queue(conn, messages)
+            return
+        for i, message in enumerate(messages):
+            if conn.state is None or message[0] in QUEUED:
+                self._queue(conn, messages[i:])
+                break
+            self._on_message(conn, message)
+        self._decide()
+
+    def _on_message(self, conn: Connection, message: list[Any]) -> None:
+        if conn.state is None:
+            self._on_hello(conn, message)
+            return
+        run = conn.state.run
+        if message[0] in (events.FINISH, events.HELLO):
+            self._watchdog.stopped(conn)  # a cancelled objective did stop
+        if message[0] == events.HELLO and run is None:
+            self._waiting.append(conn)  # a chaining task asks for its next trial
+            self._fill()
+            return
+        if run is None or run.finished:
+            return
+        run.last_seen = time.monotonic()
+        try:
+            self._on_trial_message(run, message)
+        except Exception as exc:  # a bad message fails its trial, never the loop
+            logger.exception("daskopt: trial %d: could not handle message %r", run.number, message[:2])
+            self._tell(run, TrialState.FAIL, reason=f"engine could not handle a message: {exc}")
+
+    def _queue(self, conn: Connection, messages: list[list[Any]] | None) -> None:
+        """Handle ``messages`` (``None``: the connection closed) after the reads at hand."""
+        self._later.append((conn, messages))
+        self._behind[conn] = self._behind.get(conn, 0) + 1
+        if not self._drain_due:
+            self._drain_due = True
+            asyncio.get_running_loop().call_soon(self._drain)
+
+    def _drain(self) -> None:
+        """Work through queued messages for one slice of time, then let the loop read again (the reports
+        that arrived meanwhile are answered before the rest of the queue). The slice's answers leave in one
+        send per connection, and the freed slots are filled once, at its end."""
+        self._drain_due = False
+        until = time.perf_counter() + DRAIN_SLICE_S
+        with self._channel.corked(), self._one_fill():
+            while self._later and time.perf_counter() < until:
+                self._handle_queued()
+        if self._later and not self._drain_due:
+            self._drain_due = True
+            asyncio.get_running_loop().call_soon(self._drain)
+
+    def _drain_all(self) -> None:
+        """Everything queued, now: before a stop decides what becomes of running trials (one that finished
+        is told as finished, not cancelled)."""
+        with self._channel.corked():
+            while self._later:
+                self._handle_queued()
+
+    def _handle_queued(self) -> None:
+        conn, messages = self._later.popleft()
+        left = self._behind[conn] - 1
+        if left:
+            self._behind[conn] = left
+        else:
+            del self._behind[conn]
+        if messages is None:
+            self._closed_now(conn)
+            return
         for message in messages:
-            if conn.state is None:
-                self._on_hello(conn, message)
-                continue
-            run = conn.state.run
-            if message[0] in (events.FINISH, events.HELLO):
-                self._watchdog.stopped(conn)  # a cancelled objective did stop
-            if message[0] == events.HELLO and run is None:
-                self._waiting.append(conn)  # a chaining task asks for its next trial
-                self._fill()
-                continue
-            if run is None or run.finished:
-                continue
-            run.last_seen = time.monotonic()
-            try:
-                self._on_trial_message(run, message)
-            except Exception as exc:  # a bad message fails its trial, never the loop
-                logger.exception("daskopt: trial %d: could not handle message %r", run.number, message[:2])
-                self._tell(run, TrialState.FAIL, reason=f"engine could not handle a message: {exc}")
+            self._on_message(conn, message)
         self._decide()
 
     def _on_trial_message(self, run: TrialRun, message: list[Any]) -> None:
@@ -260,6 +326,12 @@ class TrialMessages:
         self._requeue(run, f"interrupted while paused: {self._stopping}", attributes.attempt(run.user_attrs))
 
     def _on_closed(self, conn: Connection) -> None:
+        if conn in self._behind:  # after the messages it sent before it closed
+            self._queue(conn, None)
+        else:
+            self._closed_now(conn)
+
+    def _closed_now(self, conn: Connection) -> None:
         """A task's connection ended: a trial it still ran is lost (process killed, network gone)."""
         state = conn.state
         if isinstance(state, TaskState) and state.run is not None and not state.run.finished:

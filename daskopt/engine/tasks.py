@@ -1,8 +1,10 @@
 """The Dask side of the loop: submits lazy trial tasks and learns when they end.
 
 Deciding stays in :mod:`daskopt.engine.loop`; this module only executes (syne-tune's split between
-scheduler and backend). Futures complete on the Dask client's own thread; their callbacks are handed to
-the engine's event loop with ``call_soon_threadsafe`` so all state changes happen on one thread.
+scheduler and backend). Futures complete on the Dask client's own thread; their completions are handed to
+the engine's event loop with ``call_soon_threadsafe`` so all state changes happen on one thread: one call
+for all the completions that arrive before the loop gets to them (a thousand trials ending together are
+one callback and one fill, not a thousand).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +31,7 @@ class TaskPool:
         loop: asyncio.AbstractEventLoop,
         channel: tuple[str | None, str, str | None],
         digest: str,
-        on_done: Callable[[int, Future], None],
+        on_done: Callable[[list[tuple[int, Future]]], None],
         resources: dict[str, float] | None = None,
         options: dict[str, Any] | None = None,
     ) -> None:
@@ -42,6 +45,8 @@ class TaskPool:
         self._prefix = f"daskopt-trial-{uuid.uuid4().hex[:8]}"
         self._ids = itertools.count()
         self.futures: dict[int, Future] = {}
+        self._ended: deque[tuple[int, Future]] = deque()  # completions the loop has not taken yet
+        self._wake_due = False
 
     @property
     def outstanding(self) -> int:
@@ -117,16 +122,26 @@ class TaskPool:
             pass
 
     def _notify(self, task_id: int, future: Future) -> None:
-        """On the Dask client's thread: hand the completion to the engine loop, if it still runs."""
-        if not self._loop.is_closed():
-            try:
-                self._loop.call_soon_threadsafe(self._done, task_id, future)
-            except RuntimeError:  # closed between the check and the call: the study is over
-                pass
+        """On the Dask client's thread: queue the completion, and wake the engine loop if it is not due to
+        look already."""
+        self._ended.append((task_id, future))
+        if self._wake_due or self._loop.is_closed():
+            return
+        self._wake_due = True
+        try:
+            self._loop.call_soon_threadsafe(self._take_ended)
+        except RuntimeError:  # closed between the check and the call: the study is over
+            pass
 
-    def _done(self, task_id: int, future: Future) -> None:
-        if self.futures.pop(task_id, None) is not None:
-            self._on_done(task_id, future)
+    def _take_ended(self) -> None:
+        self._wake_due = False  # before taking: a completion queued from now on wakes the loop again
+        done = []
+        while self._ended:
+            task_id, future = self._ended.popleft()
+            if self.futures.pop(task_id, None) is not None:
+                done.append((task_id, future))
+        if done:
+            self._on_done(done)
 
     def cancel_all(self) -> None:
         """Cancel every task still queued or running; a running objective learns it over the channel."""

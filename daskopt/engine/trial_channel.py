@@ -17,6 +17,7 @@ the direct channel, a few seconds at most, and decides:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,6 +123,10 @@ class TrialChannel:
         except Exception as exc:
             return f"the relay through the scheduler failed: {type(exc).__name__}: {exc}"
         return None
+
+    def corked(self) -> contextlib.AbstractContextManager[None]:
+        """While the loop handles queued messages: its answers leave in one send per connection."""
+        return self.server.cork.held() if self.server is not None else contextlib.nullcontext()
 
     def unreachable(self, why: str) -> str:
         """The one-line error for a trial task that found no path to this loop (a worker that joined after

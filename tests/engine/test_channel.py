@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 
 import pytest
 
-from daskopt.engine.channel import ChannelServer
+from daskopt.engine.channel import ChannelServer, Connection
 from daskopt.protocol.framing import ChannelClosed, FrameDecoder, encode
 from daskopt.trial.connection import TrialConnection
 
@@ -64,16 +65,17 @@ def _security(tls_files):
     return Security(**files, tls_worker_cert=tls_files["cert"], tls_worker_key=tls_files["key"])
 
 
-def _serve_echo(ssl_context):
-    """An echoing channel server on its own thread; returns (address, stop)."""
+def _echo(conn, messages):
+    for message in messages:
+        conn.send(["echo", *message])
+
+
+def _serve_echo(ssl_context=None, on_messages=_echo):
+    """A channel server on its own thread (echoing, unless told otherwise); returns (address, stop)."""
     address: list[str] = []
     ready, stop = threading.Event(), threading.Event()
 
     async def serve() -> None:
-        def on_messages(conn, messages):
-            for message in messages:
-                conn.send(["echo", *message])
-
         server = ChannelServer("127.0.0.1", on_messages, lambda conn: None, ssl_context)
         address.append(await server.start())
         ready.set()
@@ -85,6 +87,41 @@ def _serve_echo(ssl_context):
     thread.start()
     ready.wait(5)
     return address[0], stop
+
+
+def test_what_the_loop_sends_just_before_it_closes_a_connection_arrives():
+    """A worker's probe is answered and closed in the same batch: the answer, held until the batch ends,
+    must leave before the close (else every probe fails and the study falls back to the relay)."""
+
+    def answer_and_close(conn, messages):
+        conn.send(["bye"])
+        conn.close()
+
+    address, stop = _serve_echo(on_messages=answer_and_close)
+    try:
+        conn = TrialConnection(address)
+        conn.send([1])
+        assert conn.receive(timeout=5) == ["bye"]
+    finally:
+        stop.set()
+
+
+def test_the_answers_to_one_batch_leave_in_one_send(monkeypatch):
+    sends: list[bytes] = []
+    send_now = Connection._send_now
+    monkeypatch.setattr(Connection, "_send_now", lambda self, data: (sends.append(data), send_now(self, data))[1])
+    address, stop = _serve_echo()
+    try:
+        host, port = address.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(b"".join(encode([i]) for i in range(3)))  # one segment: one read on the loop
+            decoder, received = FrameDecoder(), []
+            while len(received) < 3:
+                received += decoder.feed(sock.recv(4096))
+        assert received == [["echo", 0], ["echo", 1], ["echo", 2]]
+        assert len(sends) == 1
+    finally:
+        stop.set()
 
 
 def test_tls_channel_is_mutual_tls_with_the_cluster_certificates(tls_files):
