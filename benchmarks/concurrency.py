@@ -11,17 +11,24 @@ same cluster, in the same run. Targets: 1,000 at once within 1.25x raw Dask, ``s
 and p99 < 50 ms; 2,000 at once within 1.5x.
 
 Prints ``RESULT concurrency n=<N> ratio_vs_dask=<x> prune_p50_ms=<a> prune_p99_ms=<b>`` for each N,
-then the usual summary line. ``--quick``: N = 200, 500, 1000; full: N = 200, 500, 1000, 2000. With
-``--compare-connections`` (run as ``python -m benchmarks.concurrency``), each size also runs with a
-connection per trial (``DASKOPT_CHANNEL_LINK=0``, the way before one link per worker process); with
-``--dask-profiler-off``, Dask's worker profiler is off on both sides.
+then the usual summary line. ``--quick``: N = 200, 500, 1000; full: N = 200, 500, 1000, 2000.
+
+Options (run as ``python -m benchmarks.concurrency [N ...]``): ``--compare-connections``, each size also
+runs with a connection per trial (``DASKOPT_CHANNEL_LINK=0``, the way before one link per worker
+process); ``--dask-profiler-off``, Dask's worker profiler is off on both sides; ``--driver-core``, the
+driver's process (the loop, and the ``LocalCluster``'s scheduler) runs on CPU 0 and the worker processes
+on the other CPUs, as on a cluster, where the driver does not share its cores with the workers (raw Dask
+is measured in the same layout; on a 2-core machine the four workers then share one core).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import dask
@@ -99,7 +106,34 @@ def _per_trial_connections(on: bool) -> None:
         os.environ.pop("DASKOPT_CHANNEL_LINK", None)
 
 
-def one_size(n: int, step_s: float = STEP_S, compare_connections: bool = False) -> dict[str, Any]:
+def _pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of process ``pid`` onto ``cpus`` (threads it starts later inherit the setting)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(tid), cpus)
+
+
+def _pin_worker(cpus: set[int]) -> None:
+    _pin(os.getpid(), cpus)
+
+
+@contextlib.contextmanager
+def driver_core(client: Client) -> Iterator[None]:
+    """The driver's process on CPU 0 and the workers on the rest, for this block (Linux, 2+ CPUs)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("--driver-core needs at least 2 CPUs")
+    client.run(_pin_worker, set(cpus[1:]))
+    _pin(os.getpid(), {cpus[0]})
+    try:
+        yield
+    finally:
+        _pin(os.getpid(), set(cpus))
+
+
+def one_size(
+    n: int, step_s: float = STEP_S, compare_connections: bool = False, own_core: bool = False
+) -> dict[str, Any]:
     with (
         LocalCluster(
             n_workers=N_WORKERS,
@@ -112,15 +146,17 @@ def one_size(n: int, step_s: float = STEP_S, compare_connections: bool = False) 
     ):
         client.wait_for_workers(N_WORKERS, timeout=120)
         client.run(_quiet_worker)
-        dask_s = raw_dask(client, 2 * n, step_s)
-        ours = with_daskopt(client, n, step_s)
-        if compare_connections:  # the same study with a connection per trial instead of one per process
-            client.run(_per_trial_connections, True)
-            apart = with_daskopt(client, n, step_s)
-            client.run(_per_trial_connections, False)
+        with driver_core(client) if own_core else contextlib.nullcontext():
+            dask_s = raw_dask(client, 2 * n, step_s)
+            ours = with_daskopt(client, n, step_s)
+            if compare_connections:  # the same study with a connection per trial instead of one per process
+                client.run(_per_trial_connections, True)
+                apart = with_daskopt(client, n, step_s)
+                client.run(_per_trial_connections, False)
     fields = {
         "n": n,
         "dask_profiler": "on" if dask.config.get("distributed.worker.profile.enabled") else "off",
+        "driver": "own_core" if own_core else "shared_cores",
         "ratio_vs_dask": ratio(ours["wall_s"], dask_s),
         "prune_p50_ms": ours["prune_p50_ms"],
         "prune_p99_ms": ours["prune_p99_ms"],
@@ -138,16 +174,26 @@ def one_size(n: int, step_s: float = STEP_S, compare_connections: bool = False) 
     return fields
 
 
-def run(settings: Settings, sizes: list[int] | None = None, compare_connections: bool = False) -> dict[str, Any]:
-    sizes = sizes or settings.pick(smoke=[8], quick=[200, 500, 1000], full=[200, 500, 1000, 2000])
+def run(
+    settings: Settings, sizes: list[int] | None = None, compare_connections: bool = False, own_core: bool = False
+) -> dict[str, Any]:
+    """Each size as the issue measured it (the driver shares the cores with the workers), or with the
+    driver on a core of its own (``own_core``); the smoke run checks both layouts at 8 at once."""
     step_s = settings.pick(smoke=0.02, quick=STEP_S, full=STEP_S)  # the smoke run only checks that it runs
-    results = [one_size(n, step_s, compare_connections) for n in sizes]
+    arms = [(n, own_core) for n in sizes] if sizes else []
+    if not sizes:
+        arms = settings.pick(
+            smoke=[(8, False), (8, True)],
+            quick=[(200, False), (500, False), (1000, False)],
+            full=[(200, False), (500, False), (1000, False), (2000, False)],
+        )
     summary: dict[str, Any] = {}
-    for fields in results:
-        n = fields["n"]
-        summary[f"ratio_{n}"] = fields["ratio_vs_dask"]
-        summary[f"p99_ms_{n}"] = fields["prune_p99_ms"]
-        summary[f"lost_{n}"] = fields["lost"]
+    for n, own in arms:
+        fields = one_size(n, step_s, compare_connections, own)
+        arm = f"{n}_own_core" if own else str(n)
+        summary[f"ratio_{arm}"] = fields["ratio_vs_dask"]
+        summary[f"p99_ms_{arm}"] = fields["prune_p99_ms"]
+        summary[f"lost_{arm}"] = fields["lost"]
     return summary
 
 
@@ -164,4 +210,9 @@ if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     if "--dask-profiler-off" in sys.argv:
         dask.config.set({"distributed.worker.profile.enabled": False})
-    run(Settings(mode="full"), [int(a) for a in args] or None, "--compare-connections" in sys.argv)
+    run(
+        Settings(mode="full"),
+        [int(a) for a in args] or None,
+        "--compare-connections" in sys.argv,
+        "--driver-core" in sys.argv,
+    )

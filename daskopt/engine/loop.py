@@ -31,7 +31,7 @@ import optuna
 from distributed import Client, Future
 from optuna.trial import TrialState
 
-from daskopt import attributes, optuna_access
+from daskopt import attributes
 from daskopt.engine import waiting
 from daskopt.engine.assignments import Assignments
 from daskopt.engine.channel import Connection
@@ -353,84 +353,6 @@ class Engine(TrialMessages, Ticks):
         assignment = self._assignments.for_run(run, state.has_objective, placement)
         conn.send([events.ASSIGN, assignment.to_wire()])
         self._study_logger.trial_started(self.study, run.number, run.params, run.worker)
-
-    # ------------------------------------------------------------------------- the tell step
-    def _tell(
-        self,
-        run: TrialRun,
-        state: TrialState,
-        values: list[float] | None = None,
-        reason: str | None = None,
-        traceback: str | None = None,
-        retry: bool = False,
-    ) -> None:
-        """Record the trial's outcome in the study (the only ``tell`` call), then run the callbacks."""
-        if run.finished:
-            return
-        run.finished = True
-        self.running.pop(run.number, None)
-        if self._elastic is not None:
-            self._elastic.ended(run, replaced=retry)
-        if state != TrialState.FAIL and run.conn is not None:  # ran to its end (or pruned): a duration
-            took = time.monotonic() - run.started
-            self._trial_s = took if self._trial_s is None else self._trial_s + 0.2 * (took - self._trial_s)
-        entry = self.timeline.get(run.timeline_key) if run.timeline_key is not None else None
-        if entry is not None:
-            entry.ended, entry.state = time.time(), state.name
-        if run.conn is not None and isinstance(run.conn.state, TaskState):
-            run.conn.state.run = None
-        try:
-            if reason:
-                run.trial.set_user_attr(attributes.FAIL_REASON, reason)
-            if traceback:
-                run.trial.set_user_attr(attributes.TRACEBACK, traceback)
-            frozen = self.study.tell(run.trial, values=values, state=state, skip_if_finished=True)
-        except Exception as exc:
-            logger.error("daskopt: could not record trial %d: %s", run.number, exc)
-            return
-        self._pruning.finished.add(frozen)
-        self._pruning.forget(run.number)
-        self._movable.finished(frozen, replaced=retry)
-        self.counts.record(frozen, self.study, retried=retry)
-        self._progress.update(self.counts, len(self.running))
-        self._study_logger.trial_finished(self.study, frozen, run.worker)
-        for callback in self.config.callbacks:
-            callback(self.study, frozen)
-        if optuna_access.stop_requested(self.study) and self._stopping is None:
-            self._stop("study.stop() was called")
-
-    def _end_unstarted(self, run: TrialRun) -> None:
-        """A trial asked but never started, on a stop that ends trials: enqueued again (not counted) when the
-        study is to go on later (Ctrl-C, a hard timeout), else FAIL like the running ones."""
-        if self._requeue_cut:
-            self._requeue(run, f"interrupted before it started: {self._stopping}", attributes.attempt(run.user_attrs))
-        else:
-            self._tell(run, TrialState.FAIL, reason=f"cancelled before it started: {self._stopping}")
-
-    def _lost(self, run: TrialRun, why: str) -> None:
-        """A trial's task vanished (worker killed, connection dropped, heartbeat silent)."""
-        worker = f" on {run.worker}" if run.worker else ""
-        reason = f"trial lost{worker}: {why}"
-        attempt = attributes.attempt(run.user_attrs)
-        if self._stopping is None and attempt < self.config.failures.max_retries:
-            self._requeue(run, reason, attempt + 1)
-            logger.warning("daskopt: %s; retrying with the same parameters (attempt %d)", reason, attempt + 1)
-        else:
-            self._tell(run, TrialState.FAIL, reason=reason)
-        self._fill()
-
-    def _requeue(self, run: TrialRun, reason: str, attempt: int) -> None:
-        """FAIL ``run`` (not counted as an outcome) and enqueue its parameters for a new attempt, which starts
-        from its newest checkpoint."""
-        self._tell(run, TrialState.FAIL, reason=reason, retry=True)
-        attributes.requeue(
-            self.study,
-            run.number,
-            run.trial.params,
-            run.user_attrs,
-            next_attempt=attempt,
-            restore_step=run.checkpoint_step,
-        )
 
     # ----------------------------------------------------------------------- connection / task
     def _on_tasks_done(self, done: list[tuple[int, Future]]) -> None:

@@ -1,5 +1,6 @@
 """The engine loop's handling of what running trials send: the messages of each batch, the prune decisions
-they ask for (the study's pruner, or a scheduler), and the trials a scheduler pauses or clones.
+they ask for (the study's pruner, or a scheduler), how a trial's run ends (told, or lost and retried), and
+the trials a scheduler pauses or clones.
 
 A part of :class:`daskopt.engine.loop.Engine` (its base class), kept apart so each file holds one concern;
 the attributes and methods it uses from the rest of the engine are declared below for type checking.
@@ -32,6 +33,7 @@ from daskopt.protocol import events
 if TYPE_CHECKING:
     from daskopt.engine.config import EngineConfig
     from daskopt.engine.trial_channel import TrialChannel
+    from daskopt.tracking.base import StudyLogger
 
 logger = logging.getLogger("daskopt")
 
@@ -69,23 +71,15 @@ class TrialMessages:
         _define_by_run: DefineByRun
         _watchdog: Watchdog
         _progress: Progress
+        _trial_s: float | None
+        _study_logger: StudyLogger
+        _requeue_cut: bool
 
         def _fill(self) -> None: ...
         def _one_fill(self) -> contextlib.AbstractContextManager[None]: ...
         def _assign(self, conn: Connection, run: TrialRun, replicas: int | None = None) -> None: ...
         def _start_sized(self, run: TrialRun, replicas: int) -> None: ...
         def _stop(self, reason: str, running: str = ...) -> None: ...
-        def _requeue(self, run: TrialRun, reason: str, attempt: int) -> None: ...
-        def _lost(self, run: TrialRun, why: str) -> None: ...
-        def _tell(
-            self,
-            run: TrialRun,
-            state: TrialState,
-            values: list[float] | None = None,
-            reason: str | None = None,
-            traceback: str | None = None,
-            retry: bool = False,
-        ) -> None: ...
 
     # ------------------------------------------------------------------------- trial messages
     def _on_messages(self, conn: Connection, messages: list[list[Any]]) -> None:
@@ -138,12 +132,14 @@ class TrialMessages:
         send per connection, and the freed slots are filled once, at its end."""
         self._drain_due = False
         until = time.perf_counter() + DRAIN_SLICE_S
-        with self._channel.corked(), self._one_fill():
-            while self._later and time.perf_counter() < until:
-                self._handle_queued()
-        if self._later and not self._drain_due:
-            self._drain_due = True
-            asyncio.get_running_loop().call_soon(self._drain)
+        try:
+            with self._channel.corked(), self._one_fill():
+                while self._later and time.perf_counter() < until:
+                    self._handle_queued()
+        finally:  # the rest in the next slice, even after an error in this one
+            if self._later and not self._drain_due:
+                self._drain_due = True
+                asyncio.get_running_loop().call_soon(self._drain)
 
     def _drain_all(self) -> None:
         """Everything queued, now: before a stop decides what becomes of running trials (one that finished
@@ -282,6 +278,84 @@ class TrialMessages:
     def _caught(self, error: events.ErrorInfo) -> bool:
         names = set(error["mro"])
         return any(events.qualified_name(cls) in names for cls in self.config.catch)
+
+    # ------------------------------------------------------------------------- the tell step
+    def _tell(
+        self,
+        run: TrialRun,
+        state: TrialState,
+        values: list[float] | None = None,
+        reason: str | None = None,
+        traceback: str | None = None,
+        retry: bool = False,
+    ) -> None:
+        """Record the trial's outcome in the study (the only ``tell`` call), then run the callbacks."""
+        if run.finished:
+            return
+        run.finished = True
+        self.running.pop(run.number, None)
+        if self._elastic is not None:
+            self._elastic.ended(run, replaced=retry)
+        if state != TrialState.FAIL and run.conn is not None:  # ran to its end (or pruned): a duration
+            took = time.monotonic() - run.started
+            self._trial_s = took if self._trial_s is None else self._trial_s + 0.2 * (took - self._trial_s)
+        entry = self.timeline.get(run.timeline_key) if run.timeline_key is not None else None
+        if entry is not None:
+            entry.ended, entry.state = time.time(), state.name
+        if run.conn is not None and isinstance(run.conn.state, TaskState):
+            run.conn.state.run = None
+        try:
+            if reason:
+                run.trial.set_user_attr(attributes.FAIL_REASON, reason)
+            if traceback:
+                run.trial.set_user_attr(attributes.TRACEBACK, traceback)
+            frozen = self.study.tell(run.trial, values=values, state=state, skip_if_finished=True)
+        except Exception as exc:
+            logger.error("daskopt: could not record trial %d: %s", run.number, exc)
+            return
+        self._pruning.finished.add(frozen)
+        self._pruning.forget(run.number)
+        self._movable.finished(frozen, replaced=retry)
+        self.counts.record(frozen, self.study, retried=retry)
+        self._progress.update(self.counts, len(self.running))
+        self._study_logger.trial_finished(self.study, frozen, run.worker)
+        for callback in self.config.callbacks:
+            callback(self.study, frozen)
+        if optuna_access.stop_requested(self.study) and self._stopping is None:
+            self._stop("study.stop() was called")
+
+    def _end_unstarted(self, run: TrialRun) -> None:
+        """A trial asked but never started, on a stop that ends trials: enqueued again (not counted) when the
+        study is to go on later (Ctrl-C, a hard timeout), else FAIL like the running ones."""
+        if self._requeue_cut:
+            self._requeue(run, f"interrupted before it started: {self._stopping}", attributes.attempt(run.user_attrs))
+        else:
+            self._tell(run, TrialState.FAIL, reason=f"cancelled before it started: {self._stopping}")
+
+    def _lost(self, run: TrialRun, why: str) -> None:
+        """A trial's task vanished (worker killed, connection dropped, heartbeat silent)."""
+        worker = f" on {run.worker}" if run.worker else ""
+        reason = f"trial lost{worker}: {why}"
+        attempt = attributes.attempt(run.user_attrs)
+        if self._stopping is None and attempt < self.config.failures.max_retries:
+            self._requeue(run, reason, attempt + 1)
+            logger.warning("daskopt: %s; retrying with the same parameters (attempt %d)", reason, attempt + 1)
+        else:
+            self._tell(run, TrialState.FAIL, reason=reason)
+        self._fill()
+
+    def _requeue(self, run: TrialRun, reason: str, attempt: int) -> None:
+        """FAIL ``run`` (not counted as an outcome) and enqueue its parameters for a new attempt, which starts
+        from its newest checkpoint."""
+        self._tell(run, TrialState.FAIL, reason=reason, retry=True)
+        attributes.requeue(
+            self.study,
+            run.number,
+            run.trial.params,
+            run.user_attrs,
+            next_attempt=attempt,
+            restore_step=run.checkpoint_step,
+        )
 
     # ------------------------------------------------------------------------ paused trials
     def _restart(self, run: TrialRun) -> None:
