@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 from collections import deque
@@ -309,7 +310,7 @@ class TrialMessages:
                 run.trial.set_user_attr(attributes.FAIL_REASON, reason)
             if traceback:
                 run.trial.set_user_attr(attributes.TRACEBACK, traceback)
-            frozen = self.study.tell(run.trial, values=values, state=state, skip_if_finished=True)
+            frozen = optuna_access.tell(self.study, run.trial, values, state)
         except Exception as exc:
             logger.error("daskopt: could not record trial %d: %s", run.number, exc)
             return
@@ -319,8 +320,8 @@ class TrialMessages:
         self.counts.record(frozen, self.study, retried=retry)
         self._progress.update(self.counts, len(self.running))
         self._study_logger.trial_finished(self.study, frozen, run.worker)
-        for callback in self.config.callbacks:
-            callback(self.study, frozen)
+        for callback in self.config.callbacks:  # each its own copy, as in Optuna's optimize
+            callback(self.study, copy.deepcopy(frozen))
         if optuna_access.stop_requested(self.study) and self._stopping is None:
             self._stop("study.stop() was called")
 

@@ -118,6 +118,35 @@ def test_stopping_callbacks_leave_exactly_optunas_trials(client, stopper):
     assert_same_trials(runs)
 
 
+def test_a_callback_that_edits_its_trial_changes_nothing_else(client):
+    """Optuna's ``optimize`` hands each callback a copy of the finished trial: a callback that edits it
+    changes neither the stored trial nor what the next callback sees."""
+    seen: list[list[tuple]] = []  # what the second callback saw: plain Optuna's run, then daskopt's
+
+    def callbacks() -> list:
+        record: list[tuple] = []
+        seen.append(record)
+
+        def edit(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            trial.params.clear()
+            trial.intermediate_values.clear()
+            trial.user_attrs["edited"] = True
+
+        def look(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            record.append(
+                (trial.number, dict(trial.params), dict(trial.intermediate_values), "edited" in trial.user_attrs)
+            )
+
+        return [edit, look]
+
+    runs = run_both(study_factory(sampler=RANDOM), patterns.training_curve, client, n_trials=4, callbacks=callbacks)
+    assert_same_trials(runs)
+    plain_seen, daskopt_seen = seen
+    assert daskopt_seen == plain_seen
+    assert all(params and curve and not edited for _, params, curve, edited in daskopt_seen)
+    assert not any("edited" in trial.user_attrs for trial in runs.dask.trials)
+
+
 def test_max_trials_callback_with_two_trials_at_a_time(client):
     """With two trials at a time the one still running when the fifth completes may finish too
     (``n_jobs=2`` does the same), but nothing fails and nothing is left unstarted."""
