@@ -11,7 +11,10 @@ x 1-thread ``LocalCluster``. Measured in one run:
 - a dashboard update (the Bokeh page, as served) on the 100k-trial study: the first, then one after 10 new
   trials; target < 50 ms for the later ones;
 - baseline, same run: plain Optuna ``study.optimize`` on a journal for the first 10,000 trials (``--quick``:
-  5,000), the same objective and sampler: its per-trial cost at 1k and at the end.
+  5,000), the same objective and sampler: its per-trial cost at 1k and at the end;
+- the garbage collector's full collections during each call (``scale.Recorder``): how many, the longest
+  (every thread of the driver waits for it) and their sum. Plain Optuna's run in the same process after
+  daskopt's, with the 100,000-trial study still in memory, shows what a full collection costs there.
 """
 
 from __future__ import annotations
@@ -142,6 +145,7 @@ def run(settings: Settings) -> dict[str, Any]:
             fields[f"ms_per_trial_{_label(marks[-1])}"], fields[f"ms_per_trial_{_label(marks[0])}"]
         )
         fields["driver_rss_mb"] = (recorder.rss_peak - recorder.rss_before) / 2**20
+        fields.update(recorder.gc_fields())
         print(f"  daskopt: {fields['total_s']:.1f}s, {fields['driver_rss_mb']:.0f} MB driver RSS growth", flush=True)
 
         fields["resume_s"], last_line = _resume_s(folder, n_trials)
@@ -162,6 +166,7 @@ def run(settings: Settings) -> dict[str, Any]:
         first = min(1000, n_baseline)
         fields[f"optuna_ms_per_trial_{_label(first)}"] = _window_ms(plain.wall, first)
         fields[f"optuna_ms_per_trial_{_label(n_baseline)}"] = _window_ms(plain.wall, n_baseline)
+        fields.update(plain.gc_fields("optuna_"))
         fields["optuna_growth"] = ratio(
             fields[f"optuna_ms_per_trial_{_label(n_baseline)}"], fields[f"optuna_ms_per_trial_{_label(first)}"]
         )

@@ -14,10 +14,17 @@ Dask scheduler that a ``LocalCluster`` runs in the driver process). Per-trial co
 ending there: flat means the loop does not slow down as the study grows. Driver memory: RSS sampled every
 50 ms (peak minus the RSS before the call), per trial; the largest over the repetitions (the first run's:
 later ones reuse the heap the earlier studies freed).
+
+Garbage collector pauses: each full (generation 2) collection during the call, timed by ``gc.callbacks``
+(its wall time holds the GIL: every thread of the driver, the loop included, waits), once trials run
+(from the first trial's end), and apart from those the longest before it. A full collection
+walks every object it tracks, so as the study grows, so does the pause, unless the survivors of earlier
+ones are frozen (:mod:`daskopt.engine.gc_pauses`); plain Optuna (``n_jobs``) is the baseline.
 """
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from typing import Any
@@ -43,10 +50,20 @@ class Recorder:
         self.rss_peak = self.rss_before
         self._stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
+        self.full_gcs: list[tuple[float, float]] = []  # (start, wall seconds) of each full collection
+        self._gc_start = 0.0
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.wall.append(time.perf_counter())
         self.cpu.append(time.process_time())
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        elif self._gc_start:
+            self.full_gcs.append((self._gc_start, time.perf_counter() - self._gc_start))
 
     def _sample(self) -> None:
         while not self._stop.wait(0.05):
@@ -55,12 +72,28 @@ class Recorder:
     def __enter__(self) -> Recorder:
         self.t0, self.cpu0 = time.perf_counter(), time.process_time()
         self._sampler.start()
+        gc.callbacks.append(self._on_gc)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._on_gc)
         self.rss_peak = max(self.rss_peak, self._process.memory_info().rss)
         self._stop.set()
         self._sampler.join()
+
+    def gc_fields(self, prefix: str = "") -> dict[str, Any]:
+        """The full collections once trials were running (from the first trial's end): how many, the
+        longest and all together (ms); and the longest before that (daskopt makes one as a study starts,
+        before any trial waits)."""
+        first_end = self.wall[0] if self.wall else float("inf")
+        during = [seconds for start, seconds in self.full_gcs if start >= first_end]
+        before = [seconds for start, seconds in self.full_gcs if start < first_end]
+        return {
+            f"{prefix}full_gcs": len(during),
+            f"{prefix}max_full_gc_ms": 1e3 * max(during, default=0.0),
+            f"{prefix}full_gc_ms": 1e3 * sum(during),
+            f"{prefix}start_full_gc_ms": 1e3 * max(before, default=0.0),
+        }
 
     def fields(self, marks: list[int], window: int, labels: list[str]) -> dict[str, Any]:
         n = len(self.wall)
@@ -69,6 +102,7 @@ class Recorder:
             "trials_per_s": n / (self.wall[-1] - self.t0),
             "rss_mb": (self.rss_peak - self.rss_before) / 2**20,
             "kb_per_trial": (self.rss_peak - self.rss_before) / 1024 / n,
+            **self.gc_fields(),
         }
         for mark, label in zip(marks, labels, strict=True):
             end, start = min(mark, n) - 1, max(0, min(mark, n) - 1 - window)
@@ -131,6 +165,10 @@ def run(settings: Settings) -> dict[str, Any]:
     fields["nop_growth_last_vs_first"] = ratio(
         m["nop"][f"ms_per_trial_{labels[-1]}"], m["nop"][f"ms_per_trial_{labels[0]}"]
     )
+    for variant in ("median", "n_jobs"):
+        prefix = "" if variant == "median" else f"{variant}_"
+        for key in ("full_gcs", "max_full_gc_ms", "full_gc_ms", "start_full_gc_ms"):
+            fields[f"{prefix}{key}"] = max(r[key] for r in runs[variant])  # the worst repetition's
     fields["nop_total_s"] = m["nop"]["total_s"]
     fields["n_jobs_total_s"] = m["n_jobs"]["total_s"]
     fields["n_trials"] = n_trials

@@ -16,6 +16,7 @@ from optuna.distributions import BaseDistribution
 from daskopt import gpu
 from daskopt.arguments import check_callbacks, check_catch, check_optimize_arguments
 from daskopt.engine.config import Callback, EngineConfig, ServiceStarter
+from daskopt.engine.gc_pauses import short_gc_pauses
 from daskopt.engine.loop import Engine
 from daskopt.engine.repeats import expand_repeats
 from daskopt.engine.slots import (
@@ -192,6 +193,13 @@ def _client_for(client: Client | None) -> Iterator[Client]:
 
 
 def _run(engine: Engine) -> None:
+    """Run the engine's event loop, with the garbage collector's full pauses kept short meanwhile
+    (:mod:`daskopt.engine.gc_pauses`)."""
+    with short_gc_pauses():
+        _run_loop(engine)
+
+
+def _run_loop(engine: Engine) -> None:
     """Run the engine's event loop here, or on a helper thread when this thread already has one."""
     try:
         asyncio.get_running_loop()

@@ -7,12 +7,28 @@ connection (:mod:`daskopt.trial.connection`). Nothing received is ever unpickled
 from __future__ import annotations
 
 import struct
+import threading
 from typing import Any
 
 import msgpack
 
 _HEADER = struct.Struct(">I")
 MAX_FRAME = 256 * 1024 * 1024  # an objective pickle can be large; anything above is a protocol error
+READ_BUFFER_BYTES = 256 * 1024  # what one read of an event loop's connection takes at most (asyncio's own size)
+_thread = threading.local()
+
+
+def read_buffer() -> memoryview:
+    """The calling thread's buffer for its event loop's reads (``asyncio.BufferedProtocol.get_buffer``).
+
+    An event loop fills the buffer and hands it to the protocol in the same callback, so one buffer per
+    thread serves all of its connections. A plain ``asyncio.Protocol`` gets a fresh 256 KiB ``bytes``
+    from every read instead: a memory map and unmap per read, ~30 us of the loop's time each, which was
+    most of what a read cost the engine loop (docs/architecture.md, "Where a read's time went")."""
+    buffer: memoryview | None = getattr(_thread, "buffer", None)
+    if buffer is None:
+        buffer = _thread.buffer = memoryview(bytearray(READ_BUFFER_BYTES))
+    return buffer
 
 
 def encode(message: list[Any]) -> bytes:
@@ -27,7 +43,7 @@ class FrameDecoder:
     def __init__(self) -> None:
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[list[Any]]:
+    def feed(self, data: bytes | memoryview) -> list[list[Any]]:
         self._buffer += data
         messages: list[list[Any]] = []
         buffer = self._buffer

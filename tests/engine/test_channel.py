@@ -215,3 +215,29 @@ def test_one_thread_sends_while_another_waits_to_receive(tls, tls_files):
         conn.close()
     finally:
         stop.set()
+
+
+def test_frames_larger_than_the_shared_read_buffer_arrive_whole_from_connections_at_once():
+    """The loop's connections read into one buffer (``read_buffer``): frames several times its size, from
+    three connections writing at the same time, each arrive whole and in order on their own connection."""
+    from daskopt.protocol.framing import READ_BUFFER_BYTES
+
+    big = "x" * (3 * READ_BUFFER_BYTES + 123)
+    address, stop = _serve_echo()
+    try:
+        conns = [TrialConnection(address) for _ in range(3)]
+        senders = [
+            threading.Thread(target=lambda c=c, i=i: [c.send([i, n, big]) for n in range(3)])
+            for i, c in enumerate(conns)
+        ]
+        for sender in senders:
+            sender.start()
+        for i, conn in enumerate(conns):
+            for n in range(3):
+                assert conn.receive(timeout=10) == ["echo", i, n, big]
+        for sender in senders:
+            sender.join(5)
+        for conn in conns:
+            conn.close()
+    finally:
+        stop.set()
