@@ -9,9 +9,8 @@ task; a task may also open a connection of its own (``DASKOPT_CHANNEL_LINK=0``).
 Frames are a 4-byte big-endian length followed by a msgpack array (see :mod:`daskopt.protocol.events`).
 The loop side is an asyncio ``BufferedProtocol``: one read may carry many frames, and they are handed to
 the engine as one batch, which is how reports are batched under load without any timer. Reads go into
-one reused buffer (:func:`~daskopt.protocol.framing.read_buffer`): with a plain ``Protocol``, asyncio
-allocates a fresh 256 KiB ``bytes`` for every read, and that allocation and its release cost the loop
-~30 us per read, more than handling a report and its prune question (docs/architecture.md).
+one reused buffer (:func:`~daskopt.protocol.framing.read_buffer`) instead of the fresh 256 KiB
+``bytes`` that asyncio allocates for every read of a plain ``Protocol`` (docs/architecture.md).
 The trial side is a non-blocking socket written by the objectives' threads (plus a heartbeat thread that
 only writes, under a lock) and read by the link's reader thread, waiting in ``poll``. A link's answers to
 one batch (one read of its socket, the reports of many trials) leave in one write.
