@@ -13,6 +13,11 @@ and p99 < 50 ms; 2,000 at once within 1.5x.
 Prints ``RESULT concurrency n=<N> ratio_vs_dask=<x> prune_p50_ms=<a> prune_p99_ms=<b>`` for each N,
 then the usual summary line. ``--quick``: N = 200, 500, 1000; full: N = 200, 500, 1000, 2000.
 
+Each size runs twice on its cluster: first with the workers at the priority they started with
+(``worker_nice=0``, the issue's layout), then with ``daskopt.lower_worker_priority`` applied to them
+(``worker_nice=10``, what daskopt does to the clusters it starts itself), raw Dask measured again beside it.
+The order is fixed: a worker cannot raise its priority again. ``--shared-only`` skips the second arm.
+
 Options (run as ``python -m benchmarks.concurrency [N ...]``): ``--compare-connections``, each size also
 runs with a connection per trial (``DASKOPT_CHANNEL_LINK=0``, the way before one link per worker
 process); ``--dask-profiler-off``, Dask's worker profiler is off on both sides; ``--driver-core``, the
@@ -36,6 +41,8 @@ import optuna
 from distributed import Client, LocalCluster, wait
 
 from benchmarks.common import Settings, _quiet_worker, percentile, ratio, result_line, run_daskopt
+from daskopt.attributes import FAIL_REASON
+from daskopt.worker_priority import DEFAULT_WORKER_NICE, lower_worker_priority
 
 NAME = "concurrency"
 DESCRIPTION = "1,000+ trials at once: wall time vs raw Dask, should_prune p50/p99"
@@ -87,12 +94,18 @@ def with_daskopt(client: Client, n: int, step_s: float = STEP_S) -> dict[str, An
     trials = study.get_trials(deepcopy=False)
     rtts_ms = [1e3 * rtt for t in trials for rtt in t.user_attrs.get(RTT_ATTR, [])]
     states = {state.name: sum(t.state == state for t in trials) for state in optuna.trial.TrialState}
+    states["NEVER_ASKED"] = max(0, 2 * n - len(trials))
     return {
         "wall_s": wall,
         "prune_p50_ms": percentile(rtts_ms, 50),
         "prune_p99_ms": percentile(rtts_ms, 99),
         "complete": states["COMPLETE"],
         "lost": 2 * n - states["COMPLETE"],
+        "not_complete": ",".join(f"{name}:{count}" for name, count in states.items() if count and name != "COMPLETE")
+        or "none",
+        "fail_reasons": sorted(
+            {str(t.user_attrs.get(FAIL_REASON, "none")) for t in trials if t.state.name != "COMPLETE"}
+        ),
     }
 
 
@@ -132,8 +145,14 @@ def driver_core(client: Client) -> Iterator[None]:
 
 
 def one_size(
-    n: int, step_s: float = STEP_S, compare_connections: bool = False, own_core: bool = False
-) -> dict[str, Any]:
+    n: int,
+    step_s: float = STEP_S,
+    compare_connections: bool = False,
+    own_core: bool = False,
+    nices: tuple[int, ...] = (0, DEFAULT_WORKER_NICE),
+) -> list[dict[str, Any]]:
+    """One cluster for size ``n``; an arm per worker nice value in ``nices`` (ascending: lowering is for good)."""
+    arms = []
     with (
         LocalCluster(
             n_workers=N_WORKERS,
@@ -147,16 +166,26 @@ def one_size(
         client.wait_for_workers(N_WORKERS, timeout=120)
         client.run(_quiet_worker)
         with driver_core(client) if own_core else contextlib.nullcontext():
-            dask_s = raw_dask(client, 2 * n, step_s)
-            ours = with_daskopt(client, n, step_s)
-            if compare_connections:  # the same study with a connection per trial instead of one per process
-                client.run(_per_trial_connections, True)
-                apart = with_daskopt(client, n, step_s)
-                client.run(_per_trial_connections, False)
+            for nice in sorted(nices):
+                lower_worker_priority(client, nice)
+                arms.append(_one_arm(client, n, step_s, compare_connections, own_core, nice))
+    return arms
+
+
+def _one_arm(
+    client: Client, n: int, step_s: float, compare_connections: bool, own_core: bool, nice: int
+) -> dict[str, Any]:
+    dask_s = raw_dask(client, 2 * n, step_s)
+    ours = with_daskopt(client, n, step_s)
+    if compare_connections:  # the same study with a connection per trial instead of one per process
+        client.run(_per_trial_connections, True)
+        apart = with_daskopt(client, n, step_s)
+        client.run(_per_trial_connections, False)
     fields = {
         "n": n,
         "dask_profiler": "on" if dask.config.get("distributed.worker.profile.enabled") else "off",
         "driver": "own_core" if own_core else "shared_cores",
+        "worker_nice": nice,
         "ratio_vs_dask": ratio(ours["wall_s"], dask_s),
         "prune_p50_ms": ours["prune_p50_ms"],
         "prune_p99_ms": ours["prune_p99_ms"],
@@ -165,6 +194,9 @@ def one_size(
         "complete": ours["complete"],
         "lost": ours["lost"],
     }
+    if ours["lost"]:  # which states they ended in, and why (the run's warnings say more)
+        fields["not_complete"] = ours["not_complete"]
+        print(f"# {ours['lost']} trials not COMPLETE: {ours['fail_reasons'][:3]}", flush=True)
     if compare_connections:
         fields["per_trial_connections_ratio"] = ratio(apart["wall_s"], dask_s)
         fields["per_trial_connections_p50_ms"] = apart["prune_p50_ms"]
@@ -175,11 +207,17 @@ def one_size(
 
 
 def run(
-    settings: Settings, sizes: list[int] | None = None, compare_connections: bool = False, own_core: bool = False
+    settings: Settings,
+    sizes: list[int] | None = None,
+    compare_connections: bool = False,
+    own_core: bool = False,
+    shared_only: bool = False,
 ) -> dict[str, Any]:
-    """Each size as the issue measured it (the driver shares the cores with the workers), or with the
-    driver on a core of its own (``own_core``); the smoke run checks both layouts at 8 at once."""
+    """Each size as the issue measured it (the driver shares the cores with the workers), then with the
+    workers below the driver (``worker_nice``), or with the driver on a core of its own (``own_core``); the
+    smoke run checks both layouts at 8 at once."""
     step_s = settings.pick(smoke=0.02, quick=STEP_S, full=STEP_S)  # the smoke run only checks that it runs
+    nices = (0,) if shared_only else (0, DEFAULT_WORKER_NICE)
     arms = [(n, own_core) for n in sizes] if sizes else []
     if not sizes:
         arms = settings.pick(
@@ -189,11 +227,13 @@ def run(
         )
     summary: dict[str, Any] = {}
     for n, own in arms:
-        fields = one_size(n, step_s, compare_connections, own)
-        arm = f"{n}_own_core" if own else str(n)
-        summary[f"ratio_{arm}"] = fields["ratio_vs_dask"]
-        summary[f"p99_ms_{arm}"] = fields["prune_p99_ms"]
-        summary[f"lost_{arm}"] = fields["lost"]
+        for fields in one_size(n, step_s, compare_connections, own, nices):
+            arm = f"{n}_own_core" if own else str(n)
+            if fields["worker_nice"]:
+                arm += f"_nice{fields['worker_nice']}"
+            summary[f"ratio_{arm}"] = fields["ratio_vs_dask"]
+            summary[f"p99_ms_{arm}"] = fields["prune_p99_ms"]
+            summary[f"lost_{arm}"] = fields["lost"]
     return summary
 
 
@@ -205,6 +245,7 @@ if __name__ == "__main__":
     quiet()
     # python -m benchmarks.concurrency [N ...] [--compare-connections]: sizes, and the same study with a
     # connection per trial (as before links) beside it
+    # --shared-only: only the workers' own priority, not also below the driver (worker_nice=10)
     # --dask-profiler-off: Dask's worker profiler off on both sides (docs/architecture.md: it walks every
     # task thread's stack every 10 ms, which workers running hundreds of trials should not pay)
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
@@ -215,4 +256,5 @@ if __name__ == "__main__":
         [int(a) for a in args] or None,
         "--compare-connections" in sys.argv,
         "--driver-core" in sys.argv,
+        "--shared-only" in sys.argv,
     )

@@ -8,6 +8,7 @@ from daskopt.api import DistributedStudy, from_study, optimize
 from daskopt.errors import ChannelUnreachable, ClusterError, DaskoptError, ObjectiveError, SchedulerLost, SpecError
 from daskopt.settings import Dashboard, Elastic, Failures, Resources, Timeout, Tracking, TrialOptions
 from daskopt.trial.handle import TrialHandle
+from daskopt.worker_priority import lower_worker_priority
 
 try:  # the version lives in pyproject.toml only
     __version__ = _metadata.version("daskopt")
@@ -32,5 +33,6 @@ __all__ = [
     "TrialOptions",
     "__version__",
     "from_study",
+    "lower_worker_priority",
     "optimize",
 ]

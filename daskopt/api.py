@@ -39,6 +39,7 @@ from daskopt.settings import (
     coerce_timeout,
 )
 from daskopt.tracking import study_ends_overlapped, study_loggers, tracking_settings, warm_up
+from daskopt.worker_priority import lower_worker_priority
 
 Objective = Callable[[Any], Any]
 
@@ -79,7 +80,8 @@ def optimize(
             finish, as in Optuna. ``Timeout(seconds, hard=True)`` stops them and enqueues them again.
         n_concurrent: trials running at once (never exceeded); defaults to the cluster's worker threads.
         client: a Dask client; ``None`` uses the current default client, or starts a ``LocalCluster``
-            for this call.
+            for this call, its workers at nice 10 so that the loop decides before trials compute
+            (:func:`~daskopt.lower_worker_priority` does the same for a cluster of your own on this machine).
         catch: exception types that FAIL the trial and let the study go on. Unlike Optuna, the default
             catches every ``Exception``; pass ``catch=()`` to stop the study at the first error (then an
             :class:`~daskopt.errors.ObjectiveError` is raised).
@@ -189,6 +191,7 @@ def _client_for(client: Client | None) -> Iterator[Client]:
     # the W&B study run finishes while the private cluster closes, and before the call returns
     with study_ends_overlapped(), LocalCluster(processes=True, threads_per_worker=1, dashboard_address=":0") as cluster:
         with Client(cluster) as local:
+            lower_worker_priority(local)  # the loop decides before trials compute (daskopt/worker_priority.py)
             yield local
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from distributed import Client
 
 from daskopt.errors import ClusterError, SpecError, first_line
+from daskopt.worker_priority import DEFAULT_WORKER_NICE, lower_worker_priority
 
 
 def _require(module: str, extra: str, kind: str) -> Any:
@@ -108,11 +109,21 @@ def open_client(spec: Any, address_override: str | None = None, elastic: Any = N
             yield client
         return
     if elastic is not None and kind in ("local", "local-cuda"):
-        with _elastic_cluster(kind, spec, elastic, security) as cluster, Client(cluster, security=security) as client:
-            yield client
-        return
-    with _start_cluster(kind, spec, security) as cluster, Client(cluster, security=security) as client:
+        started = _elastic_cluster(kind, spec, elastic, security)
+    else:
+        started = _start_cluster(kind, spec, security)
+    with started as cluster, Client(cluster, security=security) as client:
+        lower_worker_priority(client, worker_nice(spec, kind))
         yield client
+
+
+def worker_nice(spec: Any, kind: str) -> int:
+    """``[cluster] worker_nice``, or its default: the clusters daskopt starts on this machine run their
+    workers below the driver (:mod:`daskopt.worker_priority`); others are left as they are."""
+    nice = getattr(spec, "worker_nice", None)
+    if nice is not None:
+        return int(nice)
+    return DEFAULT_WORKER_NICE if kind in ("local", "local-cuda") else 0
 
 
 @contextlib.contextmanager

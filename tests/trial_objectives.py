@@ -217,3 +217,11 @@ def noisy_sgd(trial: optuna.Trial) -> float:
             raise optuna.TrialPruned()
     trial.set_user_attr("ran", state["ran"])
     return math.log10(state["v"])
+
+
+def records_its_nice(trial: optuna.Trial) -> float:
+    """Returns the nice value of the thread the objective runs on (its worker process's priority)."""
+    import threading
+
+    trial.suggest_float("x", 0, 1)
+    return float(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))

@@ -54,6 +54,9 @@ class ClusterSection(Section):
     gpu_memory_fraction: Annotated[float, Field(gt=0, le=1)] | None = None
     packing: Literal["processes", "threads"] | None = None  # local-cuda with trials_per_gpu > 1; docs/gpu.md
     slurm: dict[str, Any] | None = None
+    # the workers' nice value (0-19, below the driver's loop); default: 10 for clusters daskopt starts on this
+    # machine (local, local-cuda), 0 (unchanged) for address and slurm; daskopt/worker_priority.py
+    worker_nice: Annotated[int, Field(ge=0, le=19)] | None = None
     adapt: AdaptSection | None = None
     security: SecuritySection | None = None
 

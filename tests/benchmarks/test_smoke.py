@@ -50,12 +50,19 @@ POSITIVE = {
     "elastic_digits": ["elastic_mean_jct_s", "best_fixed_mean_jct_s", "elastic_accuracy", "best_fixed_accuracy"],
     "pbt_digits": ["pbt_val_acc", "tpe_asha_val_acc", "pbt_epochs", "tpe_asha_epochs", "pbt_trials"],
     "scale": ["total_s", "ms_per_trial_300", "nop_ms_per_trial_300", "n_jobs_ms_per_trial_300"],
-    "concurrency": ["ratio_8", "p99_ms_8", "ratio_8_own_core", "p99_ms_8_own_core"],
+    "concurrency": [
+        "ratio_8",
+        "p99_ms_8",
+        "ratio_8_nice10",
+        "p99_ms_8_nice10",
+        "ratio_8_own_core",
+        "p99_ms_8_own_core",
+    ],
     "hundred_k": ["total_s", "ms_per_trial_600", "resume_s", "dashboard_update_ms", "optuna_ms_per_trial_600"],
 }
 EXACT = {
     "result_throughput": {"prune_lost": "0", "report_lost": "0", "no_report_lost": "yes"},
-    "concurrency": {"lost_8": "0", "lost_8_own_core": "0"},
+    "concurrency": {"lost_8": "0", "lost_8_nice10": "0", "lost_8_own_core": "0", "lost_8_own_core_nice10": "0"},
     "promotion": {"mismatched_reports": "0", "repeated_epochs": "0"},
 }
 

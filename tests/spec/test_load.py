@@ -98,6 +98,8 @@ BAD_FILES = [
     (dict(rest="[cluster.adapt]\nminimum = 3\nmaximum = 2"), "cluster.adapt.maximum", "maximum >= minimum"),
     (dict(rest='[cluster.slurm]\nqueue = "gpu"'), "cluster.slurm", 'set kind = "slurm"'),
     (dict(rest='[cluster.security]\nca_file = "ca.pem"'), "cluster.security.cert_file", "missing required key"),
+    (dict(rest="[cluster]\nworker_nice = 20"), "cluster.worker_nice", "less than or equal to 19"),
+    (dict(rest="[cluster]\nworker_nice = -1"), "cluster.worker_nice", "greater than or equal to 0"),
     (dict(rest='[storage]\nurl = "redis://h"'), "storage.url", '"journal:PATH", "sqlite:///PATH"'),
     (dict(rest='[storage]\nurl = "journal:"'), "storage.url", "expected a file path after 'journal:'"),
     (dict(rest='[wandb]\nmode = "on"'), "wandb.mode", "expected 'online', 'offline' or 'disabled'"),
