@@ -85,7 +85,8 @@ def optimize(
         catch: exception types that FAIL the trial and let the study go on. Unlike Optuna, the default
             catches every ``Exception``; pass ``catch=()`` to stop the study at the first error (then an
             :class:`~daskopt.errors.ObjectiveError` is raised).
-        callbacks: ``callback(study, frozen_trial)`` after each trial ends, on the client.
+        callbacks: ``callback(study, frozen_trial)`` after each trial ends, on the client. An exception a
+            callback raises stops the call and is raised from it, as in Optuna.
         search_space: declared parameters, sampled in the loop at ask time and shipped with the trial
             (no round trip per ``suggest_*``).
         show_progress_bar: a live line on a terminal; nothing is printed when not a terminal.

@@ -5,8 +5,8 @@ running the trials. When the trials keep the cores busy, a decision waits in the
 queue, not in daskopt: at 1,000 trials at once on two cores the loop thread waited for a CPU 58% of the
 time at a wave of trial ends and ran 18% (its own work was a sixth of its wall time). With the worker
 processes at nice 10 the scheduler runs the loop first whenever it has work, and the trials get every cycle
-it leaves: ``should_prune`` p99 40-44 ms against 95-136 ms, with raw Dask's time unchanged
-(docs/architecture.md, benchmarks/concurrency.py).
+it leaves: ``should_prune`` p99 at 1,000 at once 25.9-77.0 ms over 35 runs (median 41.1 ms) against
+95-154 ms, with raw Dask's time unchanged (docs/architecture.md, benchmarks/RESULTS.md).
 
 A worker process's threads can lower their own priority but, without privileges, never raise it again, so
 this is applied only to clusters daskopt starts on this machine (``optimize`` without a client, study files
@@ -30,10 +30,10 @@ MAX_NICE = 19
 PLUGIN_NAME = "daskopt-worker-priority"
 
 
-def check_nice(nice: object, where: str = "nice") -> int:
-    """``nice`` as an int from 0 to 19, or a one-line ``ValueError`` naming ``where``."""
+def check_nice(nice: object) -> int:
+    """``nice`` as an int from 0 to 19, or a one-line ``ValueError`` naming the argument."""
     if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= MAX_NICE:
-        raise ValueError(f"{where}: got {nice!r}; expected a whole number from 0 (unchanged) to {MAX_NICE}")
+        raise ValueError(f"nice: got {nice!r}; expected a whole number from 0 (unchanged) to {MAX_NICE}")
     return nice
 
 

@@ -100,6 +100,17 @@ def slow_reporting(trial: optuna.Trial) -> float:
     return x
 
 
+def checks_pruning(trial: optuna.Trial) -> float:
+    """Five steps of 0.1 s, each reported and checked: trials started together overlap on their worker."""
+    x = trial.suggest_float("x", 0, 1)
+    for step in range(5):
+        time.sleep(0.1)
+        trial.report(x, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return x
+
+
 def sleeps_then_returns(trial: optuna.Trial) -> float:
     x = trial.suggest_float("x", 0, 1)
     time.sleep(0.05)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import ssl
 from collections.abc import Callable, Iterator
@@ -33,6 +34,7 @@ from daskopt.protocol import events
 from daskopt.protocol.framing import FrameDecoder, encode, read_buffer
 
 LISTEN_BACKLOG = 4096
+logger = logging.getLogger("daskopt")
 
 
 class Cork:
@@ -123,7 +125,7 @@ class Connection(asyncio.BufferedProtocol):
             self._dispatch(messages)
         elif messages:
             with self._cork.held():
-                self._on_messages(self, messages)
+                _contained(self, self._on_messages, messages)
 
     def _dispatch(self, frames: list[list[Any]]) -> None:
         """Hand a link's frames to their channels, a batch per channel, and send what they answer in one
@@ -146,12 +148,12 @@ class Connection(asyncio.BufferedProtocol):
                 if channel is None and batch[0][:1] == [events.HELLO]:  # else: late words on a closed channel
                     channel = self._channels[number] = Channel(self, number)
                 if channel is not None and not channel.closed:
-                    self._on_messages(channel, batch)
+                    _contained(channel, self._on_messages, batch)
             for number in ended:
                 channel = self._channels.pop(number, None) if self._channels is not None else None
                 if channel is not None and not channel.closed:
                     channel.closed = True
-                    self._on_closed(channel)
+                    _contained(channel, self._on_closed)
 
     def _write(self, frame: bytes) -> None:
         if not self._cork.hold(self, frame):
@@ -190,6 +192,17 @@ class Connection(asyncio.BufferedProtocol):
         if self._channels is not None and self._channels.pop(channel.number, None) is not None:
             self._write(encode([channel.number, None]))
             asyncio.get_running_loop().call_soon(self._on_closed, channel)
+
+
+def _contained(conn: Connection | Channel, handler: Callable[..., None], *args: Any) -> None:
+    """Run the engine's ``handler`` for ``conn``; if it raises, close ``conn`` alone (its trial is lost, and
+    said so with the traceback). Left to asyncio, the error would close the whole socket: on a link, every
+    trial of the worker process at once."""
+    try:
+        handler(conn, *args)
+    except Exception:
+        logger.exception("daskopt: the engine failed on a trial's message; closing that trial's channel only")
+        conn.close()
 
 
 def _link_frame(frame: Any) -> bool:

@@ -48,7 +48,7 @@ from daskopt.engine.tasks import TaskPool
 from daskopt.engine.ticks import LET_FINISH, REQUEUE, TICK_S, Ticks
 from daskopt.engine.trial_channel import TrialChannel
 from daskopt.engine.watchdog import Watchdog
-from daskopt.errors import ChannelUnreachable, ObjectiveError, SchedulerLost
+from daskopt.errors import ChannelUnreachable
 from daskopt.optuna_access import set_in_optimize
 from daskopt.protocol import events
 from daskopt.tracking.base import StudyLogger
@@ -87,7 +87,8 @@ class Engine(TrialMessages, Ticks):
         self._stopping: str | None = None
         self._hard_stop = False  # a stop that ended running trials (else they finish, as in Optuna)
         self._requeue_cut = False  # ... and enqueued them again for a later call
-        self._error: ObjectiveError | SchedulerLost | ChannelUnreachable | None = None
+        # raised from optimize: ObjectiveError, SchedulerLost, ChannelUnreachable, or a callback's own exception
+        self._error: Exception | None = None
         self._to_decide: set[int] = set()
         self._warned: set[str] = set()  # WARN keys already shown in this call
         self._greeted: set[int] = set()  # tasks that reached this loop (the others' results say why not)

@@ -28,7 +28,7 @@ from daskopt.engine.progress import Progress
 from daskopt.engine.pruning import PruneDecider
 from daskopt.engine.state import Counts, FailFast, TaskState, TimelineEntry, TrialRun
 from daskopt.engine.watchdog import Watchdog
-from daskopt.errors import ChannelUnreachable, ObjectiveError, SchedulerLost
+from daskopt.errors import ObjectiveError
 from daskopt.protocol import events
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class TrialMessages:
         _warned: set[str]
         _greeted: set[int]
         _fail_fast: FailFast
-        _error: ObjectiveError | SchedulerLost | ChannelUnreachable | None
+        _error: Exception | None
         _stopping: str | None
         _movable: Movable
         _elastic: ElasticTrials | None
@@ -156,12 +156,16 @@ class TrialMessages:
             self._behind[conn] = left
         else:
             del self._behind[conn]
-        if messages is None:
-            self._closed_now(conn)
-            return
-        for message in messages:
-            self._on_message(conn, message)
-        self._decide()
+        try:
+            if messages is None:
+                self._closed_now(conn)
+                return
+            for message in messages:
+                self._on_message(conn, message)
+            self._decide()
+        except Exception:  # the next slice goes on; this task's trial is lost, and said so
+            logger.exception("daskopt: the engine failed on a trial's message; closing that trial's channel only")
+            conn.close()
 
     def _on_trial_message(self, run: TrialRun, message: list[Any]) -> None:
         kind = message[0]
@@ -220,7 +224,10 @@ class TrialMessages:
 
     def _decide(self) -> None:
         """Answer the prune questions of this message batch. The pruner runs only when a trial asks, as in
-        Optuna (SuccessiveHalving and Hyperband record their rungs when they are asked)."""
+        Optuna (SuccessiveHalving and Hyperband record their rungs when they are asked). A pruner that raises
+        fails the trial it decided for, and only that one (its error stops the study unless ``catch`` names
+        it), as in Optuna, where ``should_prune`` raises it inside the objective."""
+        failed: list[tuple[TrialRun, events.ErrorInfo]] = []
         for number in self._to_decide:
             run = self.running.get(number)
             if run is None or run.finished or run.conn is None:
@@ -237,12 +244,22 @@ class TrialMessages:
                     run.conn.send([events.DECISION, run.prune_request, prune, action])
                     continue
             else:
-                prune = run.prune_enabled and self._pruning.should_prune(run.trial)
+                try:
+                    prune = run.prune_enabled and self._pruning.should_prune(run.trial)
+                except Exception as exc:  # raised in the objective's should_prune in Optuna: the trial fails
+                    failed.append((run, events.error_info(exc)))
+                    continue
                 if not prune and self._elastic is not None and self._elastic.resize_due(run):
                     run.conn.send([events.DECISION, run.prune_request, True, events.SUSPEND])  # to restart resized
                     continue
             run.conn.send([events.DECISION, run.prune_request, prune])
         self._to_decide.clear()
+        for run, error in failed:  # after the answers: a stop may end the other trials
+            logger.warning("daskopt: trial %d: the pruner raised %s", run.number, error["message"])
+            run.conn.send([events.CANCEL, f"the pruner raised {error['message']}"])
+            self._raised(run, error)
+        if failed:
+            self._fill()  # their slots are free
 
     def _on_attr(self, run: TrialRun, key: str, value: Any, kind: int) -> None:
         if kind == events.CONSTRAINT:
@@ -263,18 +280,23 @@ class TrialMessages:
             self._lost(run, error["message"])  # a replica's worker died: retried from its checkpoint
             return
         elif state == events.FAIL and error is not None:
-            self._tell(run, TrialState.FAIL, reason=error["message"], traceback=error["traceback"])
-            if not self._caught(error):
-                self._error = ObjectiveError(run.number, error["type"], error["message"], error["traceback"])
-                self._stop(f"trial {run.number} raised {error['message']}", running=FAIL_RUNNING)
-            elif self._fail_fast.failed(error["message"]) and self._error is None:
-                message = f"{error['message']} (and so did the {self._fail_fast.count - 1} trials before it: fail_fast)"
-                self._error = ObjectiveError(run.number, error["type"], message, error["traceback"])
-                self._stop(f"the first {self._fail_fast.count} trials all failed the same way", running=FAIL_RUNNING)
+            self._raised(run, error)
         else:
             self._fail_fast.succeeded()
             self._tell(run, STATES[state], values=values)
         self._fill()
+
+    def _raised(self, run: TrialRun, error: events.ErrorInfo) -> None:
+        """The trial raised ``error`` (in its objective, or from ``should_prune`` when the pruner raised): FAIL,
+        and the study stops with the error unless ``catch`` names it, as ``Study.optimize`` does."""
+        self._tell(run, TrialState.FAIL, reason=error["message"], traceback=error["traceback"])
+        if not self._caught(error):
+            self._error = ObjectiveError(run.number, error["type"], error["message"], error["traceback"])
+            self._stop(f"trial {run.number} raised {error['message']}", running=FAIL_RUNNING)
+        elif self._fail_fast.failed(error["message"]) and self._error is None:
+            message = f"{error['message']} (and so did the {self._fail_fast.count - 1} trials before it: fail_fast)"
+            self._error = ObjectiveError(run.number, error["type"], message, error["traceback"])
+            self._stop(f"the first {self._fail_fast.count} trials all failed the same way", running=FAIL_RUNNING)
 
     def _caught(self, error: events.ErrorInfo) -> bool:
         names = set(error["mro"])
@@ -321,9 +343,23 @@ class TrialMessages:
         self._progress.update(self.counts, len(self.running))
         self._study_logger.trial_finished(self.study, frozen, run.worker)
         for callback in self.config.callbacks:  # each its own copy, as in Optuna's optimize
-            callback(self.study, copy.deepcopy(frozen))
+            try:
+                callback(self.study, copy.deepcopy(frozen))
+            except Exception as exc:  # out of optimize, as in Optuna; the trial stays as it was told
+                self._callback_raised(exc)
+                break
         if optuna_access.stop_requested(self.study) and self._stopping is None:
             self._stop("study.stop() was called")
+
+    def _callback_raised(self, exc: Exception) -> None:
+        """A callback raised: the call stops and ``optimize`` raises that exception itself (the callback ran
+        here, in the client process), as ``Study.optimize`` does; the running trials end as on an objective's
+        uncaught error."""
+        logger.error("daskopt: a callback raised %s: %s", type(exc).__name__, exc)
+        if self._error is None:
+            self._error = exc
+        if self._stopping is None:
+            self._stop(f"a callback raised {type(exc).__name__}: {exc}", running=FAIL_RUNNING)
 
     def _end_unstarted(self, run: TrialRun) -> None:
         """A trial asked but never started, on a stop that ends trials: enqueued again (not counted) when the

@@ -38,8 +38,13 @@ is ``[channel, message]``, each channel speaking the protocol above (``message``
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
+
+from daskopt.errors import first_line
+
+MAX_TRACEBACK = 8000  # characters of a failed trial's traceback kept (its end, where the error is)
 
 HELLO = 1
 REPORT = 2
@@ -132,3 +137,17 @@ class Assignment:
 def qualified_name(cls: type) -> str:
     """``module.QualName`` of a class: the key used to match remote exceptions against ``catch``."""
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """Describe an exception so the loop can record it and match it against ``catch`` (an objective's, on
+    its worker; a pruner's, in the loop)."""
+    first = first_line(exc)
+    name = type(exc).__name__
+    text = "".join(traceback.format_exception(exc))
+    return {
+        "type": qualified_name(type(exc)),
+        "mro": [qualified_name(cls) for cls in type(exc).__mro__],
+        "message": f"{name}: {first}" if first else name,
+        "traceback": text[-MAX_TRACEBACK:],
+    }

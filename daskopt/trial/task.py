@@ -13,13 +13,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
 import optuna
 
-from daskopt.errors import first_line
 from daskopt.protocol import events
 from daskopt.protocol.framing import ChannelClosed
 from daskopt.shipping import ObjectiveLoadError, load_objective
@@ -32,7 +30,6 @@ from daskopt.trial.result import objective_values
 
 _objectives: dict[str, Callable[..., Any]] = {}
 _objectives_lock = threading.Lock()
-_MAX_TRACEBACK = 8000
 UNREACHABLE = "unreachable: "  # the start of a task's result when it found no path to the loop
 
 
@@ -64,7 +61,7 @@ def run_trial_task(address: str | None, token: str, task_id: int, digest: str, r
             try:
                 objective = _load_objective(digest, assignment.objective)
             except ObjectiveLoadError as exc:  # the trial's failure, in the same words on every worker
-                conn.send([events.FINISH, events.FAIL, None, error_info(exc)])
+                conn.send([events.FINISH, events.FAIL, None, events.error_info(exc)])
                 break
             has_objective = True
             if not beating:
@@ -76,7 +73,7 @@ def run_trial_task(address: str | None, token: str, task_id: int, digest: str, r
             except ChannelClosed:
                 raise
             except Exception as exc:  # daskopt's side of the trial broke: the trial fails with the reason
-                conn.send([events.FINISH, events.FAIL, None, error_info(exc)])
+                conn.send([events.FINISH, events.FAIL, None, events.error_info(exc)])
                 break
             ran += 1
             if time.monotonic() - started >= assignment.chain_below_s:
@@ -109,7 +106,7 @@ def _run_trial(conn: LoopChannel, objective: Callable[..., Any], assignment: eve
         tracker = trial_loggers(assignment.tracking)
         handle = TrialHandle(conn, assignment, tracker)
     except Exception as exc:  # the trial's failure, with its reason, not a lost connection
-        conn.send([events.FINISH, events.FAIL, None, error_info(exc)])
+        conn.send([events.FINISH, events.FAIL, None, events.error_info(exc)])
         return
     finish: list[Any] = [events.FINISH, events.FAIL, None, None]
     started = time.monotonic()
@@ -134,21 +131,8 @@ def _call_objective(objective: Callable[..., Any], handle: TrialHandle, assignme
     except (Exception, SystemExit, KeyboardInterrupt) as exc:  # the trial's outcome, not the task's: an
         # objective's sys.exit() or KeyboardInterrupt must not take its worker thread down (and look like a
         # lost trial); being no Exception, they stop the study unless `catch` names them, as in Optuna
-        return [events.FINISH, events.FAIL, None, error_info(exc)]
+        return [events.FINISH, events.FAIL, None, events.error_info(exc)]
     return [events.FINISH, events.COMPLETE, values, None]
-
-
-def error_info(exc: BaseException) -> events.ErrorInfo:
-    """Describe an exception so the loop can record it and match it against ``catch``."""
-    first = first_line(exc)
-    name = type(exc).__name__
-    text = "".join(traceback.format_exception(exc))
-    return {
-        "type": events.qualified_name(type(exc)),
-        "mro": [events.qualified_name(cls) for cls in type(exc).__mro__],
-        "message": f"{name}: {first}" if first else name,
-        "traceback": text[-_MAX_TRACEBACK:],
-    }
 
 
 def _load_objective(digest: str, payload: bytes | None) -> Callable[..., Any]:

@@ -137,6 +137,30 @@ def test_callbacks_get_each_finished_trial_as_in_optuna(client):
     assert_same_failures(Runs(plain, dask, failures))
 
 
+class RaisesOnItsSecondCall:
+    """A callback that raises on the second trial it sees."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.calls += 1
+        if self.calls == 2:
+            raise ValueError(f"the callback gave up after trial {trial.number}")
+
+
+def test_a_callback_that_raises_stops_the_call_with_its_error_as_in_optuna(client):
+    plain = study_factory(sampler=RANDOM)()
+    with pytest.raises(ValueError, match="^the callback gave up after trial 1$"):
+        plain.optimize(objectives.learning_curve, n_trials=6, callbacks=[RaisesOnItsSecondCall()])
+    dask = study_factory(sampler=RANDOM)()
+    with pytest.raises(ValueError, match="^the callback gave up after trial 1$"):  # the callback's own exception
+        daskopt.optimize(dask, objectives.learning_curve, n_trials=6, client=client, n_concurrent=1,
+                         callbacks=[RaisesOnItsSecondCall()], show_progress_bar=False)  # fmt: skip
+    assert counts(plain) == counts(dask) == {"COMPLETE": 2}  # the trial it saw stays as it was told
+    assert_same_trials(Runs(plain, dask))
+
+
 def test_should_prune_after_steps_reported_out_of_order(client):
     """Optuna decides on every value reported so far: a better value at an earlier step, reported last,
     turns the decision (answers [True, False] in Optuna)."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 
 import optuna
 import pytest
+from distributed import Client, LocalCluster
 
 import daskopt
 from tests import trial_objectives as objectives
@@ -129,3 +131,56 @@ def test_fail_fast_ignores_failures_once_a_trial_completed(client):
         study, objectives.raises_on_odd, n_trials=14, client=client, n_concurrent=1, failures={"fail_fast": 2}
     )
     assert states(study) == {"COMPLETE": 7, "FAIL": 7}
+
+
+class RaisesOnTrial3(optuna.pruners.BasePruner):
+    """A pruner with a bug that shows on one trial only."""
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        if trial.number == 3:
+            raise RuntimeError("pruner broke on trial 3")
+        return False
+
+
+@pytest.fixture(scope="module")
+def one_process() -> Iterator[Client]:
+    """One worker process running four trials at once: they share its connection to the loop."""
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=4, processes=True, dashboard_address=":0", silence_logs=40
+        ) as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
+
+
+def test_a_pruner_error_fails_only_the_trial_it_decided_for_as_in_optuna(one_process):
+    plain = optuna.create_study(pruner=RaisesOnTrial3())
+    plain.optimize(objectives.checks_pruning, n_trials=8, catch=(RuntimeError,))
+    ours = optuna.create_study(pruner=RaisesOnTrial3())
+    daskopt.optimize(
+        ours, objectives.checks_pruning, n_trials=8, n_concurrent=4, client=one_process, catch=(RuntimeError,)
+    )
+
+    for study in (plain, ours):  # the three trials running beside it on the same process are untouched
+        assert states(study) == {"COMPLETE": 7, "FAIL": 1}
+        assert [t.number for t in study.trials if t.state.name == "FAIL"] == [3]
+    failed = ours.trials[3]
+    assert failed.user_attrs["fail_reason"] == "RuntimeError: pruner broke on trial 3"
+    assert "pruner broke on trial 3" in failed.user_attrs["traceback"]
+    assert len(failed.intermediate_values) == 1  # it failed at its first question, as in Optuna
+    assert len(plain.trials[3].intermediate_values) == 1
+
+
+def test_an_uncaught_pruner_error_stops_the_study_as_in_optuna(one_process):
+    plain = optuna.create_study(pruner=RaisesOnTrial3())
+    with pytest.raises(RuntimeError, match="pruner broke on trial 3"):
+        plain.optimize(objectives.checks_pruning, n_trials=8)
+    ours = optuna.create_study(pruner=RaisesOnTrial3())
+    with pytest.raises(daskopt.ObjectiveError, match=r"^trial 3 raised RuntimeError: pruner broke on trial 3$"):
+        daskopt.optimize(ours, objectives.checks_pruning, n_trials=8, n_concurrent=4, client=one_process, catch=())
+
+    for study in (plain, ours):
+        assert study.trials[3].state.name == "FAIL"
+        assert states(study).get("RUNNING", 0) == 0
+        assert len(study.trials) < 8

@@ -45,6 +45,8 @@ def echo_loop() -> Iterator[_Loop]:
         state.batches += 1
         for message in messages:
             state.received.append((conn, message))
+            if message[0] == "engine bug":  # the engine failing on one trial's message
+                raise RuntimeError("the engine failed here")
             if message[0] != events.HEARTBEAT:
                 conn.send(["echo", *message])
 
@@ -188,3 +190,19 @@ def test_a_link_sending_garbage_is_dropped_and_the_loop_goes_on(echo_loop, frame
     good = link.open_link_channel(echo_loop.address, 5, None)
     _hello(good, 1)  # the loop still serves
     good.close()
+
+
+def test_an_engine_error_on_one_trials_message_closes_that_channel_only(echo_loop, caplog):
+    """Left to asyncio, the error would close the link's socket: every trial of the worker process lost."""
+    broken, *others = (link.open_link_channel(echo_loop.address, 5, None) for _ in range(3))
+    for task, channel in enumerate([broken, *others]):
+        _hello(channel, task)
+    broken.send(["engine bug"])
+    with pytest.raises(ChannelClosed):
+        broken.receive(timeout=5)
+    for task, channel in enumerate(others):  # the same link still carries the others both ways
+        channel.send([events.REPORT, 1, float(task)])
+        assert channel.receive(timeout=5) == ["echo", events.REPORT, 1, float(task)]
+        channel.close()
+    assert [end.number for end in echo_loop.closed][:1] == [broken.id]  # the loop heard it closed
+    assert "closing that trial's channel only" in caplog.text and "the engine failed here" in caplog.text
