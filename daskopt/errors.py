@@ -40,6 +40,17 @@ class ObjectiveError(DaskoptError):
         super().__init__(f"trial {trial_number} raised {message}")  # the message starts with the type's name
 
 
+class LoopSideError(ValueError):
+    """Raised in an objective for work the engine loop did for it and failed at: a define-by-run
+    ``suggest_*`` whose sampler raised there. To the objective it is a ``ValueError``; the trial's
+    ``fail_reason``, its traceback and ``catch`` see the loop's own exception (``info``), as they would in
+    Optuna, where the sampler runs inside the objective."""
+
+    def __init__(self, context: str, info: dict[str, object]) -> None:
+        super().__init__(f"{context}: {info['message']}")
+        self.info = info
+
+
 class ClusterError(DaskoptError):
     """The cluster cannot run the study (unreachable scheduler, no workers, unknown resources)."""
 

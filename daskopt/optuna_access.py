@@ -109,6 +109,36 @@ def enqueued_params(trial: FrozenTrial) -> dict[str, Any]:
     return dict(trial.system_attrs.get("fixed_params", {}))
 
 
+def suggest_declared(trial: optuna.Trial, space: dict[str, BaseDistribution]) -> None:
+    """Sample ``space`` into a trial just asked: what ``study.ask(fixed_distributions=space)`` does after it
+    creates the trial, done apart so that a sampler's error leaves the caller the trial to fail."""
+    from optuna.distributions import _convert_old_distribution_to_new_distribution
+
+    for name, distribution in space.items():
+        trial._suggest(name, _convert_old_distribution_to_new_distribution(distribution))
+
+
+def trial_left_by_failed_ask(error: BaseException) -> int | None:
+    """The id of the trial ``study.ask`` had created when ``error`` came out of it (a sampler's
+    ``before_trial`` raising in the trial's constructor), read from ``ask``'s frame in the traceback; else
+    ``None``. Optuna leaves that trial RUNNING for good."""
+    tb = error.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "ask" and frame.f_globals.get("__name__") == "optuna.study.study":
+            trial_id = frame.f_locals.get("trial_id")
+            return trial_id if isinstance(trial_id, int) else None
+        tb = tb.tb_next
+    return None
+
+
+def fail_stored_trial(study: optuna.Study, trial_id: int, user_attrs: dict[str, Any]) -> None:
+    """Record a trial the engine holds no ``optuna.Trial`` for as FAIL, with ``user_attrs`` (why)."""
+    for key, value in user_attrs.items():
+        study._storage.set_trial_user_attr(trial_id, key, value)
+    study._storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+
+
 def contains(distribution: BaseDistribution, value: Any) -> bool:
     """Whether ``value`` (external representation) lies in ``distribution``'s range and steps."""
     return bool(distribution._contains(distribution.to_internal_repr(value)))

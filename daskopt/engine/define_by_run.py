@@ -49,7 +49,7 @@ class DefineByRun:
             if error is None:
                 run.conn.send([events.VALUE, request, value])
             else:
-                run.conn.send([events.REFUSED, request, f"{type(error).__name__}: {error}"])
+                run.conn.send([events.REFUSED, request, events.error_info(error)])
 
         self._gate.run(suggest, reply)
 

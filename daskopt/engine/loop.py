@@ -43,13 +43,13 @@ from daskopt.engine.movable import Movable
 from daskopt.engine.progress import Progress
 from daskopt.engine.pruning import PruneDecider
 from daskopt.engine.sampling import SamplingGate, ask_ahead
-from daskopt.engine.state import Counts, FailFast, TaskState, TimelineEntry, TrialRun
+from daskopt.engine.state import AskFailed, Counts, FailFast, TaskState, TimelineEntry, TrialRun
 from daskopt.engine.tasks import TaskPool
 from daskopt.engine.ticks import LET_FINISH, REQUEUE, TICK_S, Ticks
 from daskopt.engine.trial_channel import TrialChannel
 from daskopt.engine.watchdog import Watchdog
 from daskopt.errors import ChannelUnreachable
-from daskopt.optuna_access import set_in_optimize
+from daskopt.optuna_access import fail_stored_trial, set_in_optimize, suggest_declared, trial_left_by_failed_ask
 from daskopt.protocol import events
 from daskopt.tracking.base import StudyLogger
 from daskopt.trial.task import UNREACHABLE
@@ -301,18 +301,39 @@ class Engine(TrialMessages, Ticks):
 
     def _ask(self) -> TrialRun:
         """On the sampler thread: ask, and read what the task will need while we are off the loop."""
-        fixed = self.config.search_space
-        trial = self.study.ask(fixed_distributions=fixed) if fixed else self.study.ask()
-        joint = joint_sample(trial)  # for define-by-run parameters beyond a declared space, if any
-        user_attrs = trial.user_attrs
-        run = TrialRun(trial=trial, params=dict(trial.params), user_attrs=user_attrs, joint=joint)
-        run.prune_enabled = attributes.REPEAT not in user_attrs and self._n_objectives == 1
-        self._movable.prepare(run)  # a trial going on from another starts from its checkpoint
+        trial = self.study.ask()  # an error here (no trial yet) is raised from optimize, as in Optuna
+        try:
+            if self.config.search_space:
+                suggest_declared(trial, self.config.search_space)
+            joint = joint_sample(trial)  # for define-by-run parameters beyond a declared space, if any
+            user_attrs = trial.user_attrs
+            run = TrialRun(trial=trial, params=dict(trial.params), user_attrs=user_attrs, joint=joint)
+            run.prune_enabled = attributes.REPEAT not in user_attrs and self._n_objectives == 1
+            self._movable.prepare(run)  # a trial going on from another starts from its checkpoint
+        except Exception as exc:  # the trial exists: it fails, never stays RUNNING
+            raise AskFailed(trial, exc) from exc
         return run
 
     def _asked(self, run: TrialRun | None, error: BaseException | None) -> None:
         self._asking -= 1
-        if run is None:
+        if isinstance(error, AskFailed):
+            failed, info = (
+                TrialRun(trial=error.trial, params=dict(error.trial.params), user_attrs={}),
+                events.error_info(error.error),
+            )
+            logger.warning("daskopt: trial %d: the sampler failed: %s", failed.number, info["message"])
+            self._raised(failed, info)  # `catch` decides whether the study goes on
+            self._fill()
+            return
+        if run is None:  # study.ask itself raised: the call stops and raises it, as Optuna's optimize does
+            assert error is not None
+            left = trial_left_by_failed_ask(error)
+            if left is not None:  # a trial it had created: FAIL, never left RUNNING
+                info = events.error_info(error)
+                reasons = {attributes.FAIL_REASON: info["message"], attributes.TRACEBACK: info["traceback"]}
+                fail_stored_trial(self.study, left, reasons)
+            if self._error is None and isinstance(error, Exception):
+                self._error = error
             self._error_stop(f"the sampler failed: {type(error).__name__}: {error}")
             return
         if self._hard_stop:

@@ -256,7 +256,8 @@ class TrialMessages:
         self._to_decide.clear()
         for run, error in failed:  # after the answers: a stop may end the other trials
             logger.warning("daskopt: trial %d: the pruner raised %s", run.number, error["message"])
-            run.conn.send([events.CANCEL, f"the pruner raised {error['message']}"])
+            if run.conn is not None:
+                run.conn.send([events.CANCEL, f"the pruner raised {error['message']}"])
             self._raised(run, error)
         if failed:
             self._fill()  # their slots are free

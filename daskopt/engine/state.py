@@ -34,6 +34,16 @@ class JointValue(NamedTuple):
     value: Any
 
 
+class AskFailed(Exception):
+    """The sampler failed on a trial it had already created (a declared parameter): the trial is failed
+    with ``error``, as a suggest that raises in the objective fails its trial in Optuna."""
+
+    def __init__(self, trial: optuna.Trial, error: Exception) -> None:
+        super().__init__(str(error))
+        self.trial = trial
+        self.error = error
+
+
 @dataclass
 class TrialRun:
     """One trial from ask to tell, as the loop tracks it."""

@@ -18,7 +18,6 @@ from daskopt.engine.messages import FAIL_RUNNING
 from daskopt.engine.progress import Progress
 from daskopt.engine.state import Counts, TrialRun
 from daskopt.engine.watchdog import Watchdog
-from daskopt.errors import ChannelUnreachable, ObjectiveError, SchedulerLost
 from daskopt.protocol import events
 
 if TYPE_CHECKING:
@@ -38,7 +37,7 @@ class Ticks:
         config: EngineConfig
         running: dict[int, TrialRun]
         counts: Counts
-        _error: ObjectiveError | SchedulerLost | ChannelUnreachable | None
+        _error: Exception | None
         _stopping: str | None
         _deadline: float | None
         _watchdog: Watchdog

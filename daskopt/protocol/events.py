@@ -29,7 +29,8 @@ Loop -> trial
                                       (the trial is paused, to be resumed) or an EXPLOIT (it goes on
                                       as a clone of a better trial): the objective stops either way
     ``[VALUE, request_id, value]``    answer to ``SUGGEST``
-    ``[REFUSED, request_id, message]``  ``SUGGEST`` failed in the loop (e.g. incompatible distribution)
+    ``[REFUSED, request_id, error]``  ``SUGGEST`` failed in the loop (an incompatible distribution, the
+                                      sampler raised): ``error`` is an :class:`ErrorInfo` dict
     ``[CANCEL, reason]``              the loop has ended this trial (study timeout, trial timeout, Ctrl-C)
 
 A worker process's link (:mod:`daskopt.trial.link`) starts with ``[MUX]``; after it, every frame either way
@@ -42,7 +43,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from daskopt.errors import first_line
+from daskopt.errors import LoopSideError, first_line
 
 MAX_TRACEBACK = 8000  # characters of a failed trial's traceback kept (its end, where the error is)
 
@@ -142,9 +143,18 @@ def qualified_name(cls: type) -> str:
 def error_info(exc: BaseException) -> ErrorInfo:
     """Describe an exception so the loop can record it and match it against ``catch`` (an objective's, on
     its worker; a pruner's, in the loop)."""
+    text = "".join(traceback.format_exception(exc))
+    if isinstance(exc, LoopSideError):  # the loop's exception decides, with both tracebacks kept
+        loop: Any = exc.info
+        both = f"{loop['traceback']}\nRaised in the objective as:\n{text}"
+        return {
+            "type": loop["type"],
+            "mro": loop["mro"],
+            "message": loop["message"],
+            "traceback": both[-MAX_TRACEBACK:],
+        }
     first = first_line(exc)
     name = type(exc).__name__
-    text = "".join(traceback.format_exception(exc))
     return {
         "type": qualified_name(type(exc)),
         "mro": [qualified_name(cls) for cls in type(exc).__mro__],

@@ -43,6 +43,7 @@ from optuna.distributions import (
 from optuna.trial import BaseTrial
 
 from daskopt.elastic.placement import Placement
+from daskopt.errors import LoopSideError
 from daskopt.optuna_access import contains
 from daskopt.protocol import events
 from daskopt.protocol.framing import ChannelClosed
@@ -168,8 +169,8 @@ class TrialHandle(BaseTrial):
                 raise optuna.TrialPruned(f"cancelled: {self.cancelled}")
             self._dispatch(self._conn.receive())
         kind, _, payload = self._replies.pop(request)
-        if kind == events.REFUSED:
-            raise ValueError(f"suggesting {name!r} failed in the engine loop: {payload}")
+        if kind == events.REFUSED:  # the sampler's own error, as Optuna raises it from suggest_*
+            raise LoopSideError(f"suggesting {name!r} failed in the engine loop", payload)
         return payload
 
     # --------------------------------------------------------------------------- report / prune

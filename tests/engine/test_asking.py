@@ -98,3 +98,74 @@ def test_one_trial_at_a_time_samples_what_plain_optuna_samples(six_threads, mult
     daskopt.optimize(ours, sequential_objective, n_trials=25, n_concurrent=1, client=six_threads)
     assert [t.params for t in ours.trials] == [t.params for t in plain.trials]
     assert [t.value for t in ours.trials] == [t.value for t in plain.trials]
+
+
+class FailsOnTrial2(optuna.samplers.RandomSampler):
+    """A sampler with a bug that shows on one trial only."""
+
+    def sample_independent(self, study: Any, trial: Any, name: str, distribution: Any) -> Any:
+        if trial.number == 2:
+            raise KeyError("the sampler broke on trial 2")
+        return super().sample_independent(study, trial, name, distribution)
+
+
+class FailsBeforeEveryTrial(optuna.samplers.RandomSampler):
+    def before_trial(self, study: Any, trial: Any) -> None:
+        raise KeyError("the sampler broke before the trial")
+
+
+DECLARED = {"x": optuna.distributions.FloatDistribution(0, 1)}
+
+
+def suggests_x(trial: optuna.Trial) -> float:
+    return trial.suggest_float("x", 0, 1)
+
+
+SPACES = [pytest.param(DECLARED, id="declared"), pytest.param(None, id="define-by-run")]
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_a_sampler_error_fails_that_trial_as_in_optuna(six_threads, space):
+    """In Optuna the sampler's error comes out of the objective's suggest: it fails that trial, and
+    ``catch`` (matching the sampler's own exception type) decides the rest. Declared parameters are
+    sampled at ask time in the loop, where the error used to stop the study silently and leave the trial
+    RUNNING; a define-by-run suggest turned it into a ValueError."""
+    plain = optuna.create_study(sampler=FailsOnTrial2(seed=0))
+    plain.optimize(suggests_x, n_trials=5, catch=(KeyError,))
+    ours = optuna.create_study(sampler=FailsOnTrial2(seed=0))
+    daskopt.optimize(
+        ours, suggests_x, n_trials=5, n_concurrent=1, client=six_threads, search_space=space, catch=(KeyError,)
+    )
+    assert [t.state.name for t in ours.trials] == [t.state.name for t in plain.trials]
+    assert [t.state.name for t in ours.trials] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert ours.trials[2].user_attrs["fail_reason"] == "KeyError: 'the sampler broke on trial 2'"
+    assert "sample_independent" in ours.trials[2].user_attrs["traceback"]
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_an_uncaught_sampler_error_stops_the_study_as_in_optuna(six_threads, space):
+    plain = optuna.create_study(sampler=FailsOnTrial2(seed=0))
+    with pytest.raises(KeyError, match="the sampler broke on trial 2"):
+        plain.optimize(suggests_x, n_trials=5, catch=(ValueError,))
+    ours = optuna.create_study(sampler=FailsOnTrial2(seed=0))
+    with pytest.raises(daskopt.ObjectiveError, match="^trial 2 raised KeyError: 'the sampler broke on trial 2'$"):
+        daskopt.optimize(
+            ours, suggests_x, n_trials=5, n_concurrent=1, client=six_threads, search_space=space, catch=(ValueError,)
+        )
+    assert (
+        [t.state.name for t in ours.trials] == [t.state.name for t in plain.trials] == ["COMPLETE", "COMPLETE", "FAIL"]
+    )
+
+
+def test_a_sampler_error_before_any_trial_is_raised_from_optimize_as_in_optuna(six_threads):
+    """``study.ask`` itself raised: no trial to fail, and ``catch`` does not apply (Optuna asks outside it)."""
+    plain = optuna.create_study(sampler=FailsBeforeEveryTrial())
+    with pytest.raises(KeyError, match="the sampler broke before the trial"):
+        plain.optimize(suggests_x, n_trials=3, catch=(Exception,))
+    ours = optuna.create_study(sampler=FailsBeforeEveryTrial())
+    with pytest.raises(KeyError, match="the sampler broke before the trial"):
+        daskopt.optimize(ours, suggests_x, n_trials=3, n_concurrent=1, client=six_threads)
+    assert len(ours.trials) == len(plain.trials) == 1
+    assert plain.trials[0].state.name == "RUNNING"  # Optuna leaves the trial ask had created
+    assert ours.trials[0].state.name == "FAIL"  # daskopt leaves nothing RUNNING
+    assert ours.trials[0].user_attrs["fail_reason"] == "KeyError: 'the sampler broke before the trial'"
