@@ -334,8 +334,12 @@ class TrialMessages:
             if traceback:
                 run.trial.set_user_attr(attributes.TRACEBACK, traceback)
             frozen = optuna_access.tell(self.study, run.trial, values, state)
-        except Exception as exc:
-            logger.error("daskopt: could not record trial %d: %s", run.number, exc)
+        except Exception as exc:  # the storage failed: the call stops and raises it, as Study.optimize does
+            logger.error("daskopt: could not record trial %d as %s: %s", run.number, state.name, exc)
+            if self._error is None:
+                self._error = exc
+            if self._stopping is None:
+                self._stop(f"the storage failed: {type(exc).__name__}: {exc}", running=FAIL_RUNNING)
             return
         self._pruning.finished.add(frozen)
         self._pruning.forget(run.number)

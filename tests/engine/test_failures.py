@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import optuna
 import pytest
@@ -184,3 +185,24 @@ def test_an_uncaught_pruner_error_stops_the_study_as_in_optuna(one_process):
         assert study.trials[3].state.name == "FAIL"
         assert states(study).get("RUNNING", 0) == 0
         assert len(study.trials) < 8
+
+
+class FailsToRecordTrial2(optuna.storages.InMemoryStorage):
+    """A storage that fails the write that ends trial 2 (a database gone away, a disk full)."""
+
+    def set_trial_state_values(self, trial_id: int, state: optuna.trial.TrialState, values: Any = None) -> bool:
+        if self.get_trial_number_from_id(trial_id) == 2:
+            raise OSError("the storage went away")
+        return super().set_trial_state_values(trial_id, state, values)
+
+
+def test_a_storage_error_recording_a_trial_stops_the_call_with_it_as_in_optuna(client):
+    plain = optuna.create_study(storage=FailsToRecordTrial2())
+    with pytest.raises((OSError, AssertionError)) as raised:  # Optuna 5 trips an assert of its own on the way out
+        plain.optimize(objectives.quadratic, n_trials=5, catch=(Exception,))
+    assert "the storage went away" in str(raised.value) + str(raised.value.__context__)
+    ours = optuna.create_study(storage=FailsToRecordTrial2())
+    with pytest.raises(OSError, match="the storage went away"):  # it was logged, and the call went on
+        daskopt.optimize(ours, objectives.quadratic, n_trials=5, n_concurrent=1, client=client)
+    assert [t.state.name for t in ours.trials] == [t.state.name for t in plain.trials]
+    assert [t.state.name for t in ours.trials][:2] == ["COMPLETE", "COMPLETE"]
