@@ -96,6 +96,7 @@ class TrialConnection:
         self._read_lock: threading.Lock | contextlib.nullcontext[None] = (
             self._lock if self._tls else contextlib.nullcontext()  # plain TCP: the kernel orders reads and writes
         )
+        self._queue: deque[_Queued] = deque()  # frames waiting for the lock's holder to write them
         self._readable = _Poller(self._sock, _READABLE)
         self._decoder = FrameDecoder()
         self._inbox: list[list[Any]] = []
@@ -103,21 +104,48 @@ class TrialConnection:
 
     def send_frame(self, frame: bytes) -> None:
         """Bytes already framed (the relay's empty "ready" frame)."""
-        with self._lock:
-            self._send_rest(memoryview(frame))
+        self._send_combined(frame)
 
     def send(self, message: list[Any]) -> None:
-        frame = encode(message)
+        self._send_combined(encode(message))
+
+    def _send_combined(self, frame: bytes) -> None:
+        """Send ``frame``; returns once it is in the socket's buffer, written by this thread or another.
+
+        Every sender queues its frame, then takes the lock; whoever holds it writes all the frames queued
+        so far in one ``send``, so a thread that finds its frame written releases the lock at once. With a
+        lock around each thread's own ``send``, a link's 250 trials waking together (a report and a prune
+        question each) queued on that lock 500 times, and each holder, having released the GIL in ``send``,
+        had to win it back before it could let the next one in (docs/architecture.md)."""
+        item = _Queued(frame)
+        self._queue.append(item)
         with self._lock:
-            try:
-                sent = self._sock.send(frame)
-            except self._NOT_YET:
-                sent = 0
-            except OSError as exc:
-                self.closed = True
-                raise ChannelClosed(str(exc)) from exc
-            if sent < len(frame):
-                self._send_rest(memoryview(frame)[sent:])
+            if not item.sent:
+                self._write_queued()
+        if not item.sent:
+            raise ChannelClosed("the engine loop closed the connection")
+
+    def _write_queued(self) -> None:
+        """Under the lock: write every queued frame, in one ``send`` while the socket takes them."""
+        items = []
+        while self._queue:
+            items.append(self._queue.popleft())
+        if not items:
+            return
+        if self.closed:
+            raise ChannelClosed("the engine loop closed the connection")
+        data = items[0].frame if len(items) == 1 else b"".join(item.frame for item in items)
+        try:
+            sent = self._sock.send(data)
+        except self._NOT_YET:
+            sent = 0
+        except OSError as exc:
+            self.closed = True
+            raise ChannelClosed(str(exc)) from exc
+        if sent < len(data):
+            self._send_rest(memoryview(data)[sent:])
+        for item in items:
+            item.sent = True
 
     def heartbeat(self) -> None:
         """A HEARTBEAT frame if the socket takes it now. Skipped when another thread is sending (that message
@@ -132,7 +160,8 @@ class TrialConnection:
             return
         try:
             if _Poller(self._sock, _WRITABLE).wait(0):  # room for a few bytes: the send completes at once
-                self._send_rest(memoryview(frame))
+                self._queue.append(_Queued(frame))
+                self._write_queued()  # with whatever other threads queued meanwhile
         except (OSError, ChannelClosed):
             self.closed = True
         finally:
@@ -204,6 +233,16 @@ class TrialConnection:
                 self._sock.close()
             except OSError:
                 pass
+
+
+class _Queued:
+    """A frame waiting to be written, and whether it was (by any thread)."""
+
+    __slots__ = ("frame", "sent")
+
+    def __init__(self, frame: bytes) -> None:
+        self.frame = frame
+        self.sent = False
 
 
 class _Poller:

@@ -78,6 +78,18 @@ def echo_loop() -> Iterator[_Loop]:
     thread.join(5)
 
 
+def _wait_for_the_write_counter(loop: _Loop) -> None:
+    """The server's loop puts the write counter on each new connection every 5 ms (later on a busy machine)."""
+    assert loop.server is not None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        transports = [conn.transport for conn in loop.server.connections]
+        if transports and all(hasattr(t, "counted") for t in transports):
+            return
+        time.sleep(0.01)
+    raise AssertionError("the write counter was never installed")
+
+
 def _hello(channel: link.LinkChannel, task: int) -> None:
     channel.send([events.HELLO, "token", task, False, "w", 1])
     assert channel.receive(timeout=5) == ["echo", events.HELLO, "token", task, False, "w", 1]
@@ -150,7 +162,7 @@ def test_the_answers_to_a_batch_from_many_trials_leave_in_one_write(echo_loop):
     channels = [link.open_link_channel(echo_loop.address, 5, None) for _ in range(40)]
     for task, channel in enumerate(channels):
         _hello(channel, task)
-    time.sleep(0.05)  # the counting spy is in place
+    _wait_for_the_write_counter(echo_loop)
     writes_before, batches_before = echo_loop.writes, echo_loop.batches
     for task, channel in enumerate(channels):
         channel.send([events.REPORT, 1, float(task)])
@@ -206,3 +218,52 @@ def test_an_engine_error_on_one_trials_message_closes_that_channel_only(echo_loo
         channel.close()
     assert [end.number for end in echo_loop.closed][:1] == [broken.id]  # the loop heard it closed
     assert "closing that trial's channel only" in caplog.text and "the engine failed here" in caplog.text
+
+
+class _CountingSocket:
+    """The link's socket, counting its ``send`` calls."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self.sends = 0
+
+    def send(self, data: Any) -> int:
+        self.sends += 1
+        return int(self._sock.send(data))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def test_frames_sent_by_many_threads_at_once_arrive_whole_in_order_and_share_sends(echo_loop):
+    """A link's trials send at once (they wake together): each frame arrives once, each trial's in its order,
+    and the lock's holder writes what the others queued meanwhile (fewer sends than frames)."""
+    channels = [link.open_link_channel(echo_loop.address, 5, None) for _ in range(100)]
+    for task, channel in enumerate(channels):
+        _hello(channel, task)
+    conn = channels[0]._link._conn
+    counting = conn._sock = _CountingSocket(conn._sock)
+    start = threading.Barrier(len(channels))
+
+    def reports(channel: link.LinkChannel) -> None:
+        start.wait()
+        for step in range(20):
+            channel.send([events.REPORT, step, float(channel.id)])
+
+    threads = [threading.Thread(target=reports, args=(channel,)) for channel in channels]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    for channel in channels:
+        assert [channel.receive(timeout=10) for _ in range(20)] == [
+            ["echo", events.REPORT, step, float(channel.id)] for step in range(20)
+        ]
+    got: dict[int, list[int]] = {}
+    for end, message in echo_loop.received:
+        if message[0] == events.REPORT:
+            got.setdefault(end.number, []).append(message[1])
+    assert got == {channel.id: list(range(20)) for channel in channels}
+    assert counting.sends < 2000
+    for channel in channels:
+        channel.close()
