@@ -96,7 +96,7 @@ class TrialConnection:
         self._read_lock: threading.Lock | contextlib.nullcontext[None] = (
             self._lock if self._tls else contextlib.nullcontext()  # plain TCP: the kernel orders reads and writes
         )
-        self._queue: deque[_Queued] = deque()  # frames waiting for the lock's holder to write them
+        self._queue: deque[list[Any]] = deque()  # [frame, written] waiting for the lock's holder to write them
         self._readable = _Poller(self._sock, _READABLE)
         self._decoder = FrameDecoder()
         self._inbox: list[list[Any]] = []
@@ -117,12 +117,12 @@ class TrialConnection:
         lock around each thread's own ``send``, a link's 250 trials waking together (a report and a prune
         question each) queued on that lock 500 times, and each holder, having released the GIL in ``send``,
         had to win it back before it could let the next one in (docs/architecture.md)."""
-        item = _Queued(frame)
+        item = [frame, False]  # [frame, written]: a list, no Python-level constructor call per frame
         self._queue.append(item)
         with self._lock:
-            if not item.sent:
+            if not item[1]:
                 self._write_queued()
-        if not item.sent:
+        if not item[1]:
             raise ChannelClosed("the engine loop closed the connection")
 
     def _write_queued(self) -> None:
@@ -134,7 +134,7 @@ class TrialConnection:
             return
         if self.closed:
             raise ChannelClosed("the engine loop closed the connection")
-        data = items[0].frame if len(items) == 1 else b"".join(item.frame for item in items)
+        data = items[0][0] if len(items) == 1 else b"".join(item[0] for item in items)
         try:
             sent = self._sock.send(data)
         except self._NOT_YET:
@@ -145,7 +145,7 @@ class TrialConnection:
         if sent < len(data):
             self._send_rest(memoryview(data)[sent:])
         for item in items:
-            item.sent = True
+            item[1] = True
 
     def heartbeat(self) -> None:
         """A HEARTBEAT frame if the socket takes it now. Skipped when another thread is sending (that message
@@ -160,7 +160,7 @@ class TrialConnection:
             return
         try:
             if _Poller(self._sock, _WRITABLE).wait(0):  # room for a few bytes: the send completes at once
-                self._queue.append(_Queued(frame))
+                self._queue.append([frame, False])
                 self._write_queued()  # with whatever other threads queued meanwhile
         except (OSError, ChannelClosed):
             self.closed = True
@@ -233,16 +233,6 @@ class TrialConnection:
                 self._sock.close()
             except OSError:
                 pass
-
-
-class _Queued:
-    """A frame waiting to be written, and whether it was (by any thread)."""
-
-    __slots__ = ("frame", "sent")
-
-    def __init__(self, frame: bytes) -> None:
-        self.frame = frame
-        self.sent = False
 
 
 class _Poller:
