@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -18,15 +19,27 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 os.environ["WANDB_MODE"] = "disabled"
 
 
-@pytest.fixture(scope="module")
-def client() -> Iterator[Client]:
-    """Two worker processes with one thread each: the CI machine's two cores."""
+@contextlib.contextmanager
+def local_client(n_workers: int, threads_per_worker: int, silence_logs: int = 40) -> Iterator[Client]:
+    """A client of a private ``LocalCluster`` of worker processes, its workers all up."""
     with (
         LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40
+            n_workers=n_workers,
+            threads_per_worker=threads_per_worker,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=silence_logs,
         ) as cluster,
         Client(cluster) as c,
     ):
+        c.wait_for_workers(n_workers, timeout=60)
+        yield c
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    """Two worker processes with one thread each: the CI machine's two cores."""
+    with local_client(2, 1) as c:
         yield c
 
 

@@ -89,26 +89,24 @@ def kills_its_worker_once(trial: optuna.Trial) -> float:
     return x
 
 
-def slow_reporting(trial: optuna.Trial) -> float:
-    """Runs for ~10 s unless told to stop; checks should_prune every 20 ms."""
+def _reports_and_checks(trial: optuna.Trial, steps: int, step_s: float) -> float:
     x = trial.suggest_float("x", 0, 1)
-    for step in range(500):
-        time.sleep(0.02)
+    for step in range(steps):
+        time.sleep(step_s)
         trial.report(x, step)
         if trial.should_prune():
             raise optuna.TrialPruned()
     return x
+
+
+def slow_reporting(trial: optuna.Trial) -> float:
+    """Runs for ~10 s unless told to stop; checks should_prune every 20 ms."""
+    return _reports_and_checks(trial, steps=500, step_s=0.02)
 
 
 def checks_pruning(trial: optuna.Trial) -> float:
     """Five steps of 0.1 s, each reported and checked: trials started together overlap on their worker."""
-    x = trial.suggest_float("x", 0, 1)
-    for step in range(5):
-        time.sleep(0.1)
-        trial.report(x, step)
-        if trial.should_prune():
-            raise optuna.TrialPruned()
-    return x
+    return _reports_and_checks(trial, steps=5, step_s=0.1)
 
 
 def sleeps_then_returns(trial: optuna.Trial) -> float:

@@ -13,18 +13,15 @@ from typing import Any
 
 import optuna
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 import daskopt
-from tests.conftest import states
+from tests.conftest import local_client, states
 
 
 @pytest.fixture(scope="module")
 def six_threads() -> Iterator[Client]:
-    with (
-        LocalCluster(n_workers=1, threads_per_worker=6, processes=True, dashboard_address=":0", silence_logs=40) as c,
-        Client(c) as client,
-    ):
+    with local_client(1, 6) as client:
         yield client
 
 

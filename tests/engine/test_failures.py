@@ -9,11 +9,11 @@ from typing import Any
 
 import optuna
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 import daskopt
 from tests import trial_objectives as objectives
-from tests.conftest import states
+from tests.conftest import local_client, states
 
 
 def test_objective_exception_fails_the_trial_and_the_study_goes_on(client):
@@ -146,12 +146,7 @@ class RaisesOnTrial3(optuna.pruners.BasePruner):
 @pytest.fixture(scope="module")
 def one_process() -> Iterator[Client]:
     """One worker process running four trials at once: they share its connection to the loop."""
-    with (
-        LocalCluster(
-            n_workers=1, threads_per_worker=4, processes=True, dashboard_address=":0", silence_logs=40
-        ) as cluster,
-        Client(cluster) as c,
-    ):
+    with local_client(1, 4) as c:
         yield c
 
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import optuna
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 import daskopt
-from tests.conftest import states
+from tests.conftest import local_client, states
 
 HEARTBEAT_TIMEOUT = 3.0
 WATCHDOG_S = 60.0  # a study of 8 tiny trials ends ~4 s after the freeze; a bound with room for a slow machine
@@ -33,13 +33,7 @@ WATCHDOG_S = 60.0  # a study of 8 tiny trials ends ~4 s after the freeze; a boun
 @pytest.fixture(scope="module")
 def cluster_client() -> Iterator[Client]:
     """A private cluster: these tests freeze and kill its workers."""
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=50
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        client.wait_for_workers(2, timeout=60)
+    with local_client(2, 1, silence_logs=50) as client:
         yield client
 
 

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 import optuna
 import psutil
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 from optuna.distributions import FloatDistribution
 
 import daskopt
-from tests.conftest import states
+from tests.conftest import local_client, states
 
 SPACE = {"x": FloatDistribution(0, 1)}
 MiB = 2**20
@@ -28,13 +28,7 @@ MiB = 2**20
 @pytest.fixture(scope="module")
 def wide_client() -> Iterator[Client]:
     """Two worker processes (the CI machine's two cores), 32 threads each."""
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=32, processes=True, dashboard_address=":0", silence_logs=40
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        client.wait_for_workers(2, timeout=60)
+    with local_client(2, 32) as client:
         yield client
 
 
@@ -153,13 +147,7 @@ def long_steps(trial: optuna.Trial) -> float:
 def test_three_hundred_trials_at_once_all_run_and_nothing_is_lost():
     """300 trials at once on 2 cores (3 worker processes x 100 threads), each slot running two in a row:
     exact outcomes, every report stored, and every trial really held a slot while 299 others did."""
-    with (
-        LocalCluster(
-            n_workers=3, threads_per_worker=100, processes=True, dashboard_address=":0", silence_logs=40
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        client.wait_for_workers(3, timeout=60)
+    with local_client(3, 100) as client:
         study = optuna.create_study(
             sampler=optuna.samplers.RandomSampler(seed=0),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=0, n_warmup_steps=0),
