@@ -24,6 +24,7 @@ from daskopt.engine.slots import (
     check_resources,
     cluster_slots,
     elastic_slots,
+    unprofiled_worker_config,
     warn_profiled_busy_workers,
 )
 from daskopt.schedulers.base import Scheduler, check_scheduler
@@ -190,7 +191,12 @@ def _client_for(client: Client | None) -> Iterator[Client]:
         yield active
         return
     # the W&B study run finishes while the private cluster closes, and before the call returns
-    with study_ends_overlapped(), LocalCluster(processes=True, threads_per_worker=1, dashboard_address=":0") as cluster:
+    with (
+        study_ends_overlapped(),
+        LocalCluster(
+            processes=True, threads_per_worker=1, dashboard_address=":0", config=unprofiled_worker_config()
+        ) as cluster,
+    ):
         with Client(cluster) as local:
             lower_worker_priority(local)  # the loop decides before trials compute (daskopt/worker_priority.py)
             yield local

@@ -18,6 +18,7 @@ from typing import Any
 
 from distributed import Client
 
+from daskopt.engine.slots import unprofiled_worker_config
 from daskopt.errors import ClusterError, SpecError, first_line
 from daskopt.worker_priority import DEFAULT_WORKER_NICE, lower_worker_priority
 
@@ -142,7 +143,12 @@ def _elastic_cluster(kind: str, spec: Any, elastic: Any, security: Any) -> Itera
         slots = spec.n_workers or os.cpu_count() or 1
         threads = max(1, slots // elastic.min_replicas)
         cluster = LocalCluster(
-            n_workers=1, threads_per_worker=threads, processes=True, resources={"GPU_SLOT": slots}, **common
+            n_workers=1,
+            threads_per_worker=threads,
+            processes=True,
+            resources={"GPU_SLOT": slots},
+            config=unprofiled_worker_config(),
+            **common,
         )
     with cluster:
         yield cluster
@@ -161,6 +167,7 @@ def _start_cluster(kind: str, spec: Any, security: Any) -> Iterator[Any]:
         # Worker processes write to the user's terminal; below CRITICAL their logs are shutdown noise with
         # tracebacks (objective errors are recorded per trial, nanny events are logged here, one line each).
         options["silence_logs"] = logging.CRITICAL
+        options["config"] = unprofiled_worker_config()  # Dask's profiler can crash Python 3.11 workers
         with LocalCluster(dashboard_address=":0", security=security, **options) as cluster:
             _adapt(cluster, spec)
             yield cluster

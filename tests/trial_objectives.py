@@ -234,3 +234,11 @@ def records_its_nice(trial: optuna.Trial) -> float:
 
     trial.suggest_float("x", 0, 1)
     return float(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+
+def records_its_profiler(trial: optuna.Trial) -> float:
+    """1.0 when Dask's profiler runs on the objective's worker, else 0.0."""
+    from distributed import get_worker
+
+    trial.suggest_float("x", 0, 1)
+    return float("profile" in get_worker().periodic_callbacks)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import dask
 from distributed import Client
 
 from daskopt.errors import ClusterError
@@ -63,6 +64,21 @@ def check_resources(client: Client, resources: dict[str, float] | None) -> None:
 BUSY_WORKER_TRIALS = 64  # trials at once on one worker process from which Dask's profiler is worth a word
 
 
+def unprofiled_worker_config() -> dict[str, Any]:
+    """Dask's configuration with the worker profiler off, for the ``LocalCluster`` workers daskopt starts
+    itself (``optimize`` without a client, study files with ``kind = "local"``), passed as the nannies'
+    ``config`` so that workers started later get it too.
+
+    Why: on Python 3.11 the profiler's walk over the other threads' stacks (``frame.f_back``) can read a
+    frame that its thread has already left. Mostly it reads a stray object and logs an ``AttributeError``;
+    sometimes the worker process dies in ``PyFrame_GetBack`` (a segmentation fault, in the kernel's log),
+    and every trial it ran is lost with it: 232 and 442 trials in two runs of benchmarks/concurrency.py
+    (1,000 and 2,000 at once, workers of 250 and 500 threads), each traced to a worker's crash. It is also
+    the workers' largest cost at that scale (see :func:`warn_profiled_busy_workers`). A cluster of the
+    user's own keeps its configuration; the warning below says what to set."""
+    return dict(dask.config.merge(dask.config.config, {"distributed": {"worker": {"profile": {"enabled": False}}}}))
+
+
 def warn_profiled_busy_workers(client: Client, n_concurrent: int) -> None:
     """One line when a worker process may run ``BUSY_WORKER_TRIALS`` or more trials at once with Dask's
     worker profiler on. Every 10 ms it walks the stack of each thread running a task, twice: with 500
@@ -80,8 +96,8 @@ def warn_profiled_busy_workers(client: Client, n_concurrent: int) -> None:
         logger.warning(
             "daskopt: up to %d trials at once on a worker process, with Dask's worker profiler on: it walks "
             "every running trial's stack every 10 ms, which at this scale costs the workers more than the "
-            "trials' own messages; set distributed.worker.profile.enabled: false in the workers' Dask "
-            "config (or a longer distributed.worker.profile.interval)",
+            "trials' own messages, and on Python 3.11 can crash a worker (its trials are lost); set "
+            "distributed.worker.profile.enabled: false in the workers' Dask config",
             busiest,
         )
 
