@@ -291,17 +291,13 @@ class TrialMessages:
         """The trial raised ``error`` (in its objective, or from ``should_prune`` when the pruner raised): FAIL,
         and the study stops with the error unless ``catch`` names it, as ``Study.optimize`` does."""
         self._tell(run, TrialState.FAIL, reason=error["message"], traceback=error["traceback"])
-        if not self._caught(error):
+        if not events.caught(error, self.config.catch):
             self._error = ObjectiveError(run.number, error["type"], error["message"], error["traceback"])
             self._stop(f"trial {run.number} raised {error['message']}", running=FAIL_RUNNING)
         elif self._fail_fast.failed(error["message"]) and self._error is None:
             message = f"{error['message']} (and so did the {self._fail_fast.count - 1} trials before it: fail_fast)"
             self._error = ObjectiveError(run.number, error["type"], message, error["traceback"])
             self._stop(f"the first {self._fail_fast.count} trials all failed the same way", running=FAIL_RUNNING)
-
-    def _caught(self, error: events.ErrorInfo) -> bool:
-        names = set(error["mro"])
-        return any(events.qualified_name(cls) in names for cls in self.config.catch)
 
     # ------------------------------------------------------------------------- the tell step
     def _tell(
@@ -334,12 +330,8 @@ class TrialMessages:
             if traceback:
                 run.trial.set_user_attr(attributes.TRACEBACK, traceback)
             frozen = optuna_access.tell(self.study, run.trial, values, state)
-        except Exception as exc:  # the storage failed: the call stops and raises it, as Study.optimize does
-            logger.error("daskopt: could not record trial %d as %s: %s", run.number, state.name, exc)
-            if self._error is None:
-                self._error = exc
-            if self._stopping is None:
-                self._stop(f"the storage failed: {type(exc).__name__}: {exc}", running=FAIL_RUNNING)
+        except Exception as exc:  # the storage failed
+            self._call_failed(f"recording trial {run.number} as {state.name}", exc)
             return
         self._pruning.finished.add(frozen)
         self._pruning.forget(run.number)
@@ -350,21 +342,22 @@ class TrialMessages:
         for callback in self.config.callbacks:  # each its own copy, as in Optuna's optimize
             try:
                 callback(self.study, copy.deepcopy(frozen))
-            except Exception as exc:  # out of optimize, as in Optuna; the trial stays as it was told
-                self._callback_raised(exc)
+            except Exception as exc:  # the trial stays as it was told
+                self._call_failed("a callback", exc)
                 break
         if optuna_access.stop_requested(self.study) and self._stopping is None:
             self._stop("study.stop() was called")
 
-    def _callback_raised(self, exc: Exception) -> None:
-        """A callback raised: the call stops and ``optimize`` raises that exception itself (the callback ran
-        here, in the client process), as ``Study.optimize`` does; the running trials end as on an objective's
+    def _call_failed(self, what: str, exc: Exception) -> None:
+        """``what`` raised ``exc`` in this process (a callback, the storage): the call stops and ``optimize``
+        raises ``exc`` itself, as ``Study.optimize`` does; the running trials end as on an objective's
         uncaught error."""
-        logger.error("daskopt: a callback raised %s: %s", type(exc).__name__, exc)
+        message = f"{what} failed: {type(exc).__name__}: {exc}"
+        logger.error("daskopt: %s", message)
         if self._error is None:
             self._error = exc
         if self._stopping is None:
-            self._stop(f"a callback raised {type(exc).__name__}: {exc}", running=FAIL_RUNNING)
+            self._stop(message, running=FAIL_RUNNING)
 
     def _end_unstarted(self, run: TrialRun) -> None:
         """A trial asked but never started, on a stop that ends trials: enqueued again (not counted) when the

@@ -140,6 +140,12 @@ def qualified_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def caught(error: ErrorInfo, catch: tuple[type[BaseException], ...]) -> bool:
+    """Whether ``catch`` names the class of ``error`` or one of its bases (``Study.optimize``'s ``catch``)."""
+    names = set(error["mro"])
+    return any(qualified_name(cls) in names for cls in catch)
+
+
 def error_info(exc: BaseException) -> ErrorInfo:
     """Describe an exception so the loop can record it and match it against ``catch`` (an objective's, on
     its worker; a pruner's, in the loop)."""
