@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -111,6 +112,7 @@ def optimize(
             while they run, by their measured goodput; a resize is a restart from a checkpoint.
     """
     check_optimize_arguments(locals())
+    called_at = time.monotonic()  # Optuna's timeout counts from here
     catch_types, callbacks = check_catch(catch), check_callbacks(callbacks)
     deadline = coerce_timeout(timeout)
     failures_, resources_ = coerce("failures", failures), coerce("resources", resources)
@@ -146,6 +148,7 @@ def optimize(
             n_concurrent=slots,
             n_trials=n_trials,
             timeout=deadline,
+            called_at=called_at,
             catch=catch_types,
             callbacks=tuple(callbacks),
             search_space=search_space,

@@ -42,6 +42,7 @@ class EngineConfig:
     n_concurrent: int
     n_trials: int | None = None
     timeout: Timeout | None = None
+    called_at: float | None = None  # when optimize() was called (monotonic): the timeout counts from it
     catch: tuple[type[BaseException], ...] = (Exception,)
     callbacks: Sequence[Callback] = ()
     search_space: dict[str, BaseDistribution] | None = None

@@ -104,7 +104,9 @@ class Engine(TrialMessages, Ticks):
             client, config.channel, self._token, self._on_messages, self._on_closed, config.channel_host
         )
         self._progress = Progress(config.show_progress, config.n_trials)
-        self._deadline = time.monotonic() + config.timeout.seconds if config.timeout else None
+        # Optuna counts ``timeout`` from the optimize() call, so the cluster's start and the setup count too
+        started = time.monotonic() if config.called_at is None else config.called_at
+        self._deadline = started + config.timeout.seconds if config.timeout else None
         self._study_logger = config.study_logger or StudyLogger()
         self._movable = Movable(study, config.scheduler)  # paused trials, and the scheduler deciding on them
         self._elastic = ElasticTrials(config.elastic, config.elastic_slots) if config.elastic else None
@@ -253,6 +255,8 @@ class Engine(TrialMessages, Ticks):
             self._fill()
 
     def _fill_once(self) -> None:
+        if self._deadline is not None and self._stopping is None:
+            self._check_deadline(time.monotonic())  # before every ask, as Optuna checks before every trial
         n = self.config.n_concurrent
         # a slow sampler (measured) gets trials asked ahead, so a freed slot does not wait a whole ask
         ahead = 0

@@ -67,10 +67,7 @@ class Ticks:
         if lost is not None and self._error is None:
             self._error = lost
             self._stop("the Dask scheduler is gone", running=FAIL_RUNNING)
-        if self._deadline is not None and now >= self._deadline and self._stopping is None:
-            timeout = self.config.timeout
-            assert timeout is not None
-            self._stop(f"timeout of {timeout.seconds:g}s reached", running=REQUEUE if timeout.hard else LET_FINISH)
+        self._check_deadline(now)
         timed_out, silent = self._watchdog.overdue(self.running.values(), now)
         for run in timed_out:
             self._time_out(run)
@@ -80,6 +77,15 @@ class Ticks:
         self._watchdog.check(now)
         self._progress.update(self.counts, len(self.running))
         self._fill()
+
+    def _check_deadline(self, now: float) -> None:
+        """Past ``timeout``: stop asking (and, for a hard one, stop the running trials). Checked at every tick
+        and before every fill, so no trial is asked after the deadline, as in Optuna (which checks before
+        each trial); a tick alone let trials start up to a tick late."""
+        if self._deadline is not None and now >= self._deadline and self._stopping is None:
+            timeout = self.config.timeout
+            assert timeout is not None
+            self._stop(f"timeout of {timeout.seconds:g}s reached", running=REQUEUE if timeout.hard else LET_FINISH)
 
     def _silent(self, run: TrialRun) -> None:
         """A trial unheard of for ``heartbeat_timeout``: lost. Its worker (frozen, partitioned) is restarted

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import psutil
 import pytest
 from distributed import Client, LocalCluster
 
@@ -128,8 +129,10 @@ def test_a_worker_killed_while_a_trial_restarts_at_a_new_size(tmp_path: Path, wo
                 parts = client.run_on_scheduler(_part_workers)
                 assert len(parts) == 1, parts
                 victim = pids[parts[0]]
+            ranks = psutil.Process(victim).children(recursive=True)  # its launch zygote and the ranks it forked
             os.kill(victim, signal.SIGKILL)  # the worker, its task and its ranks with it
-            time.sleep(1.0)
+            _, alive = psutil.wait_procs(ranks, timeout=10)
+            assert alive == [], f"processes of the killed worker still ran 10 s later: {alive}"
         finally:
             (marker / "hold").unlink()
             thread.join(300)

@@ -26,11 +26,18 @@ pytestmark = [pytest.mark.slow, requires_netns]
 
 DRIVER = Path(__file__).with_name("driver.py")
 OBJECTIVE = """
+import os
 import time
+from pathlib import Path
+
 import optuna
 
 def objective(trial):
     x = trial.suggest_float("x", -5, 5)
+    if trial.number == HOLD_AT:  # a trial the test kills the worker of: it says where it runs, then waits
+        Path(FOLDER, "held.tmp").write_text(str(os.getpid()))
+        Path(FOLDER, "held.tmp").rename(Path(FOLDER, "held"))
+        time.sleep(120)
     for step in range(STEPS):
         time.sleep(SLEEP)
         trial.report(x * x + step, step)
@@ -41,9 +48,10 @@ def objective(trial):
 
 
 def _start(layout: Layout, folder: Path, **settings: Any) -> subprocess.Popen[str]:
-    steps, sleep = settings.pop("steps", 5), settings.pop("sleep", 0.02)
+    steps, sleep, hold_at = settings.pop("steps", 5), settings.pop("sleep", 0.02), settings.pop("hold_at", -1)
     folder.mkdir(exist_ok=True)
-    (folder / "obj.py").write_text(OBJECTIVE.replace("STEPS", str(steps)).replace("SLEEP", repr(sleep)))
+    source = OBJECTIVE.replace("STEPS", str(steps)).replace("SLEEP", repr(sleep))
+    (folder / "obj.py").write_text(source.replace("HOLD_AT", str(hold_at)).replace("FOLDER", repr(str(folder))))
     settings = {"folder": str(folder), "scheduler": layout.scheduler_address_for_client, **settings}
     return layout.popen_in_client(
         [sys.executable, str(DRIVER), json.dumps(settings)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -133,18 +141,22 @@ def test_c_a_worker_killed_mid_study_is_retried_on_either_path(layout_name, requ
     """Relay (unrouted) and direct (routed) give the same outcome: the lost trial is FAIL "trial lost ...",
     retried with its parameters, exact counts, nothing RUNNING."""
     layout: Layout = request.getfixturevalue(layout_name)
-    driver = _start(layout, tmp_path, n_trials=10, channel="auto", steps=10, sleep=0.1, failures={"max_retries": 2})
+    settings = {"steps": 10, "sleep": 0.1, "failures": {"max_retries": 2}, "hold_at": 3}
+    driver = _start(layout, tmp_path, n_trials=10, channel="auto", **settings)
+    held = tmp_path / "held"  # trial 3 writes its worker's pid there and waits, so it is surely running
     deadline = time.monotonic() + 120
-    while _finished(tmp_path) < 3 and time.monotonic() < deadline and driver.poll() is None:
-        time.sleep(0.2)
-    victim = layout.worker_pids()[0]
+    while not held.exists() and time.monotonic() < deadline and driver.poll() is None:
+        time.sleep(0.05)
+    assert held.exists(), f"trial 3 never started\n{layout.logs()}"
+    victim = int(held.read_text())
+    assert victim in layout.worker_pids()
     os.kill(victim, signal.SIGKILL)
     stderr, result = _finish(layout, driver, tmp_path)
     assert result["outcome"] == "ok", stderr
     assert ("relayed through the scheduler" in stderr) == (layout_name == "unrouted")
     study = _study(tmp_path)
     lost = [t for t in study.trials if "trial lost" in t.user_attrs.get("fail_reason", "")]
-    assert lost, _states(study)
+    assert [t.number for t in lost] == [3], _states(study)
     retried = {t.user_attrs["retry_of"] for t in study.trials if "retry_of" in t.user_attrs}
     assert {t.number for t in lost} <= retried
     assert all(t.state.is_finished() for t in study.trials)
