@@ -27,7 +27,7 @@ def exported(root: Path = ROOT) -> dict[str, str]:
     ``daskopt.errors.ObjectiveError``) -> its reference entry (``daskopt.ObjectiveError``)."""
     tree = ast.parse((root / "daskopt" / "__init__.py").read_text(encoding="utf-8"))
     names: dict[str, str] = {}
-    for node in tree.body:
+    for node in ast.walk(tree):  # the imports sit under ``if TYPE_CHECKING:`` (the package imports lazily)
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("daskopt"):
             for alias in node.names:
                 public = alias.asname or alias.name
