@@ -15,7 +15,7 @@ then the usual summary line. ``--quick``: N = 200, 500, 1000; full: N = 200, 500
 
 Each size runs twice on its cluster: first with the workers at the priority they started with
 (``worker_nice=0``, the issue's layout), then with ``daskopt.lower_worker_priority`` applied to them
-(``worker_nice=10``, what daskopt does to the clusters it starts itself), raw Dask measured again beside it.
+(``worker_nice=19``, what daskopt does to the clusters it starts itself), raw Dask measured again beside it.
 The order is fixed: a worker cannot raise its priority again. ``--shared-only`` skips the second arm.
 
 Options (run as ``python -m benchmarks.concurrency [N ...]``): ``--compare-connections``, each size also

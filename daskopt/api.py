@@ -82,7 +82,7 @@ def optimize(
             finish, as in Optuna. ``Timeout(seconds, hard=True)`` stops them and enqueues them again.
         n_concurrent: trials running at once (never exceeded); defaults to the cluster's worker threads.
         client: a Dask client; ``None`` uses the current default client, or starts a ``LocalCluster``
-            for this call, its workers at nice 10 so that the loop decides before trials compute
+            for this call, its workers at nice 19 so that the loop decides before trials compute
             (:func:`~daskopt.lower_worker_priority` does the same for a cluster of your own on this machine).
         catch: exception types that FAIL the trial and let the study go on. Unlike Optuna, the default
             catches every ``Exception``; pass ``catch=()`` to stop the study at the first error (then an

@@ -4,9 +4,12 @@ Why: on one box the driver's loop (every report's decision) shares the cores wit
 running the trials. When the trials keep the cores busy, a decision waits in the operating system's run
 queue, not in daskopt: at 1,000 trials at once on two cores the loop thread waited for a CPU 58% of the
 time at a wave of trial ends and ran 18% (its own work was a sixth of its wall time). With the worker
-processes at nice 10 the scheduler runs the loop first whenever it has work, and the trials get every cycle
-it leaves: ``should_prune`` p99 at 1,000 at once 25.9-77.0 ms over 35 runs (median 41.1 ms) against
-95-154 ms, with raw Dask's time unchanged (docs/architecture.md, benchmarks/RESULTS.md).
+processes at nice 10 the scheduler ran the loop first more often: ``should_prune`` p99 at 1,000 at once
+25.9-77.0 ms over 35 runs (median 41.1 ms) against 95-154 ms. Nice 10 was not low enough, though: at a
+wave of trial ends the loop still waited for a core as long as it ran, since ten runnable trial threads
+(110 each at nice 10) outweigh its 1,024. At nice 19 (weight 15 each) p99 was under 50 ms in 4 of 4
+alternated runs (36-49 ms) against 1 of 4 at nice 10 (48-70 ms). Raw Dask's time does not move with it:
+the workers still get every cycle the driver leaves (docs/architecture.md, benchmarks/RESULTS.md).
 
 A worker process's threads can lower their own priority but, without privileges, never raise it again, so
 this is applied only to clusters daskopt starts on this machine (``optimize`` without a client, study files
@@ -25,7 +28,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 logger = logging.getLogger("daskopt")
 
-DEFAULT_WORKER_NICE = 10
+DEFAULT_WORKER_NICE = 19
 MAX_NICE = 19
 PLUGIN_NAME = "daskopt-worker-priority"
 

@@ -79,9 +79,9 @@ def test_bad_nice_values_are_refused_in_one_line(bad: object) -> None:
 
 @pytest.mark.parametrize(
     ("kind", "given", "expected"),
-    [("local", None, 10), ("local-cuda", None, 10), ("address", None, 0), ("slurm", None, 0), ("address", 3, 3)],
+    [("local", None, 19), ("local-cuda", None, 19), ("address", None, 0), ("slurm", None, 0), ("address", 3, 3)],
 )
-def test_clusters_daskopt_starts_on_this_machine_default_to_nice_10(
+def test_clusters_daskopt_starts_on_this_machine_default_to_nice_19(
     kind: str, given: int | None, expected: int
 ) -> None:
     assert worker_nice(types.SimpleNamespace(worker_nice=given), kind) == expected
@@ -90,7 +90,7 @@ def test_clusters_daskopt_starts_on_this_machine_default_to_nice_10(
 def test_the_clusters_daskopt_starts_run_their_trials_below_the_driver() -> None:
     study = optuna.create_study()
     daskopt.optimize(study, objectives.records_its_nice, n_trials=2, show_progress_bar=False)  # a private cluster
-    assert [t.value for t in study.trials] == [10.0, 10.0]
+    assert [t.value for t in study.trials] == [19.0, 19.0]
 
     with open_client(ClusterSection(kind="local", n_workers=1, worker_nice=4)) as client:  # a study file's
         assert all(n == 4 for nices in client.run(_thread_nices).values() for n in nices)

@@ -54,8 +54,8 @@ POSITIVE = {
     "concurrency": [
         "ratio_8",
         "p99_ms_8",
-        "ratio_8_nice10",
-        "p99_ms_8_nice10",
+        "ratio_8_nice19",
+        "p99_ms_8_nice19",
         "ratio_8_own_core",
         "p99_ms_8_own_core",
     ],
@@ -63,7 +63,7 @@ POSITIVE = {
 }
 EXACT = {
     "result_throughput": {"prune_lost": "0", "report_lost": "0", "no_report_lost": "yes"},
-    "concurrency": {"lost_8": "0", "lost_8_nice10": "0", "lost_8_own_core": "0", "lost_8_own_core_nice10": "0"},
+    "concurrency": {"lost_8": "0", "lost_8_nice19": "0", "lost_8_own_core": "0", "lost_8_own_core_nice19": "0"},
     "promotion": {"mismatched_reports": "0", "repeated_epochs": "0"},
 }
 
