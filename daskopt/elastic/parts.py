@@ -28,10 +28,10 @@ import contextlib
 import logging
 import os
 import socket
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
+
+from daskopt.integrations.scratch import scratch_folder
 
 logger = logging.getLogger("daskopt")
 
@@ -221,8 +221,7 @@ def _run_ranks(group: str, first_rank: int, spec: dict[str, Any], envs: list[dic
     from daskopt.integrations import _launch
 
     variable = _variable(_stop_name(group))
-    with tempfile.TemporaryDirectory(prefix="daskopt-part-") as tmp:
-        folder = Path(tmp)
+    with scratch_folder("part") as folder:
         (folder / "payload.pkl").write_bytes(spec["payload"])
         fifo = folder / "reports"  # ranks other than 0 send nothing; a pipe keeps report() from failing
         os.mkfifo(fifo)

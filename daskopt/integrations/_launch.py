@@ -19,7 +19,6 @@ import select
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -28,6 +27,8 @@ from typing import Any
 
 import cloudpickle
 import optuna
+
+from daskopt.integrations.scratch import scratch_folder
 
 REPORT_ENV = "DASKOPT_LAUNCH_REPORTS"  # the FIFO a rank writes its messages to
 TRIAL_ENV = "DASKOPT_LAUNCH_TRIAL"  # JSON: what a rank needs to act as its trial (LaunchedTrial)
@@ -85,8 +86,7 @@ def _run_once(
     timeout: float | None,
     group: Any = None,
 ) -> Any:
-    with tempfile.TemporaryDirectory(prefix="daskopt-launch-") as tmp:
-        folder = Path(tmp)
+    with scratch_folder("launch") as folder:
         payload = cloudpickle.dumps((fn, args, backend, init))
         (folder / "payload.pkl").write_bytes(payload)
         fifo = folder / "reports"

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 
 from daskopt.elastic.placement import Placement
 from daskopt.integrations._launch import TRIAL_ENV, send
+from daskopt.integrations.scratch import scratch_folder
 from daskopt.trial import checkpoints
 
 
@@ -62,11 +61,8 @@ class LaunchedTrial:
         if self._checkpoint_dir is None:
             raise AttributeError("trial.checkpoint: this study has no checkpoint folder (pass checkpoint_dir=)")
         if self.rank != 0:
-            scratch = Path(tempfile.mkdtemp(prefix="daskopt-rank-"))
-            try:
+            with scratch_folder("rank") as scratch:
                 yield scratch
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
             return
         root = Path(self._checkpoint_dir)
         with checkpoints.writing(root, step, pinned=self.restore_dir, keep_every=self._keep_every) as folder:
