@@ -4,9 +4,9 @@ A launched trial's folder is removed when its launch ends, but a worker killed w
 killer, a scheduler's ``kill -9``, a test) runs no clean-up, and its folders stayed in the temporary
 directory for good. Each folder's name now carries the pid of the process that made it
 (``daskopt-launch-<pid>-...``), and making a folder first removes those of the same kind whose process is
-gone and that were last changed over ``STALE_S`` ago. The age keeps a folder safe when its pid cannot be
-checked from here (another pid namespace sharing the temporary directory); folders of other users are
-left alone (no permission).
+gone and that were last changed over ``STALE_S`` ago; a process does so once per kind (a restarted worker
+is a new process). The age keeps a folder safe when its pid cannot be checked from here (another pid
+namespace sharing the temporary directory); folders of other users are left alone (no permission).
 """
 
 from __future__ import annotations
@@ -21,12 +21,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 STALE_S = 600.0
+_swept: set[tuple[int, str]] = set()  # (pid, kind): a process sweeps once per kind (a fork is a new pid)
 
 
 @contextlib.contextmanager
 def scratch_folder(kind: str) -> Iterator[Path]:
-    """A new folder ``daskopt-<kind>-<pid>-...`` in the temporary directory, removed afterwards."""
-    sweep(kind)
+    """A new folder ``daskopt-<kind>-<pid>-...`` in the temporary directory, removed afterwards. The
+    process's first folder of a kind sweeps that kind's leftovers (ranks make one per checkpoint)."""
+    if (os.getpid(), kind) not in _swept:
+        _swept.add((os.getpid(), kind))
+        sweep(kind)
     folder = Path(tempfile.mkdtemp(prefix=f"daskopt-{kind}-{os.getpid()}-"))
     try:
         yield folder

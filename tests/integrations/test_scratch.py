@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from daskopt.integrations import scratch
 from daskopt.integrations.scratch import STALE_S, scratch_folder, sweep
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="launches are POSIX-only")
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.skipif(os.name != "posix", reason="launches are POSIX-o
 @pytest.fixture
 def temp_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(scratch, "_swept", set())  # as in a process that made no folder yet
     return tmp_path
 
 
@@ -89,3 +91,8 @@ def test_a_killed_process_leaves_its_folder_and_the_next_launch_sweeps_it(temp_r
     with scratch_folder("launch") as folder:
         assert [p.name for p in temp_root.iterdir()] == [folder.name]
     assert list(temp_root.iterdir()) == []
+
+    _folder(temp_root, left.name, STALE_S + 60)  # the same process sweeps once per kind, not per folder
+    with scratch_folder("launch"):
+        pass
+    assert [p.name for p in temp_root.iterdir()] == [left.name]
